@@ -1,0 +1,101 @@
+"""One typed settings object, read from ``PUSHGATE_*`` environment variables when asked to."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+ENV_PREFIX = "PUSHGATE_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of gateway and worker. Each field ``x`` is read from ``PUSHGATE_X``."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    # Lifts the SSRF guard so workers may fetch loopback and private hosts (local dev, tests).
+    allow_private_addresses: bool = False
+
+    # HTTP API
+    max_body_bytes: int = 64 * 1024
+
+    # History of each job channel: a capped, expiring Redis Stream. The job record lives as long.
+    history_size: int = 100
+    job_ttl_seconds: int = 24 * 3600
+
+    # WebSocket delivery: a bounded queue per socket and a bound on each send, so that a client
+    # that stops reading is dropped instead of holding memory or anyone else.
+    ws_queue_size: int = 1000
+    ws_send_timeout: float = 10.0
+    # Redis pub/sub liveness: the gateway pings its pub/sub connection when idle this long.
+    pubsub_ping_interval: float = 5.0
+
+    # Worker
+    worker_concurrency: int = 20
+    worker_poll_delay: float = 0.05
+    fetch_timeout: float = 15.0
+    fetch_max_bytes: int = 5 * 1024 * 1024
+    fetch_max_redirects: int = 5
+    fetch_retries: int = 2
+    fetch_retry_backoff: float = 0.5
+    user_agent: str = "pushgate/0.1 (+link extractor)"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``environ``; unset variables keep their defaults."""
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is not None:
+                values[field.name] = _convert(field, raw.strip())
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise SettingsError(f"{ENV_PREFIX}{field.name.upper()} must not be negative")
+        for name in ("ws_queue_size", "history_size", "worker_concurrency", "fetch_max_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+
+    @property
+    def job_timeout(self) -> float:
+        """arq's per-job bound: every fetch attempt, the backoffs between them, and parsing."""
+        attempts = self.fetch_retries + 1
+        backoff = sum(self.retry_delay(n) for n in range(1, attempts))
+        return attempts * self.fetch_timeout + backoff + 10.0
+
+    def retry_delay(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based): exponential, capped at 10 s."""
+        return float(min(self.fetch_retry_backoff * 2 ** (attempt - 1), 10.0))
+
+
+def _convert(field: dataclasses.Field[Any], raw: str) -> Any:
+    name = ENV_PREFIX + field.name.upper()
+    kind = field.type
+    try:
+        if kind == "bool":
+            lowered = raw.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
+    return raw
