@@ -1,0 +1,1 @@
+"""The pushgate gateway: HTTP job submission and WebSocket delivery, stateless per replica."""

@@ -1,0 +1,34 @@
+"""Probes: ``/healthz`` says the process runs, ``/readyz`` that it can serve (Redis answers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway.errors import error_response
+from gateway.services import services
+
+READY_TIMEOUT = 1.0
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    svc = services(request)
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await svc.backend.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        return error_response(503, "unavailable", f"redis does not answer: {exc!r}")
+    if not svc.hub.connected:
+        return error_response(503, "unavailable", "redis pub/sub connection is down")
+    return JSONResponse({"status": "ready"})
+
+
+ROUTES = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]

@@ -1,0 +1,216 @@
+"""Fan-out of one pub/sub connection to every local subscriber of each channel.
+
+A channel is subscribed in Redis when its first local subscriber arrives and unsubscribed when
+the last one leaves. Redis answers subscribe/unsubscribe commands in order, so a channel is live
+exactly when no command for it is pending and the last one was a subscribe. The reader task only
+decodes and hands off: ``Subscriber.deliver`` must never block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Protocol
+
+from redis.exceptions import RedisError
+
+from pushgate.backend import Backend
+from pushgate.pubsub import Confirmed, Disconnected, PubSubConnection
+from pushgate.wire import OffsetKey, Publication
+
+log = logging.getLogger(__name__)
+
+_MIN_BACKOFF = 0.05
+_MAX_BACKOFF = 2.0
+
+
+class Subscriber(Protocol):
+    def deliver(self, publication: Publication) -> None:
+        """Take one publication; called from the reader task, must not block."""
+
+
+class SubscribeError(Exception):
+    """Redis could not be asked to subscribe the channel."""
+
+
+class _Channel:
+    __slots__ = ("error", "held", "last_key", "live", "subscribers")
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self.live = asyncio.Event()
+        self.error: Exception | None = None
+        # Highest offset handed to subscribers: the hub passes each offset on at most once.
+        self.last_key: OffsetKey | None = None
+        # Live events held back while a catch-up reads what was missed during a reconnect.
+        self.held: list[Publication] | None = None
+
+
+class Hub:
+    def __init__(self, connection: PubSubConnection, backend: Backend) -> None:
+        self._connection = connection
+        self._backend = backend
+        self._channels: dict[str, _Channel] = {}
+        self._pending: defaultdict[str, int] = defaultdict(int)
+        self._reader: asyncio.Task[None] | None = None
+        self._catch_ups: set[asyncio.Task[None]] = set()
+        self._started = asyncio.Event()
+        self.connected = False
+
+    async def start(self) -> None:
+        """Connect in the background: the gateway serves (unready) while Redis is down."""
+        self._reader = asyncio.create_task(self._run(), name="pushgate-hub-reader")
+
+    async def _run(self) -> None:
+        backoff = _MIN_BACKOFF
+        while True:
+            try:
+                await self._connection.start()
+                break
+            except (RedisError, OSError) as exc:
+                log.warning("redis pub/sub unavailable (%s); retrying", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        self.connected = True
+        self._started.set()
+        await self._read_loop()
+
+    async def stop(self) -> None:
+        tasks = [*self._catch_ups, *([self._reader] if self._reader else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._connection.close()
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
+        """Add ``subscriber``; returns once Redis delivers the channel's live events to us."""
+        # Subscribing before the connection exists would open a second, unread connection.
+        await self._started.wait()
+        entry = self._channels.get(channel)
+        if entry is None:
+            entry = self._channels[channel] = _Channel()
+            entry.subscribers.add(subscriber)
+            try:
+                await self._send(channel, subscribe=True)
+            except Exception as exc:
+                entry.error = exc
+                entry.live.set()  # wake everyone who joined meanwhile, to fail with us
+        else:
+            entry.subscribers.add(subscriber)
+        await entry.live.wait()
+        if entry.error is not None:
+            raise SubscribeError(f"cannot subscribe {channel}: {entry.error}") from entry.error
+
+    async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
+        entry = self._channels.get(channel)
+        if entry is None or subscriber not in entry.subscribers:
+            return
+        entry.subscribers.discard(subscriber)
+        if not entry.subscribers:
+            del self._channels[channel]
+            await self._send(channel, subscribe=False)
+
+    async def _send(self, channel: str, *, subscribe: bool) -> None:
+        self._pending[channel] += 1
+        try:
+            if subscribe:
+                await self._connection.subscribe(channel)
+            else:
+                await self._connection.unsubscribe(channel)
+        except Exception:
+            self._settle(channel)  # not sent, so no confirmation will come
+            if subscribe:
+                self._channels.pop(channel, None)
+            raise
+
+    def _settle(self, channel: str) -> int:
+        left = self._pending[channel] - 1
+        if left > 0:
+            self._pending[channel] = left
+        else:
+            self._pending.pop(channel, None)
+        return max(left, 0)
+
+    async def _read_loop(self) -> None:
+        backoff = _MIN_BACKOFF
+        while True:
+            event = await self._connection.next_event()
+            if isinstance(event, Publication):
+                self._dispatch(event)
+            elif isinstance(event, Confirmed):
+                try:
+                    await self._on_confirmed(event)
+                except Exception:  # the next Disconnected event brings recovery
+                    log.exception("pub/sub command for %s failed", event.channel)
+            elif isinstance(event, Disconnected):
+                log.warning("redis pub/sub disconnected (%s); reconnecting", event.reason)
+                self.connected = False
+                # Whatever was in flight died with the connection; redis-py resubscribes
+                # the channels it knows, and those confirmations drive the catch-up.
+                self._pending.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            self.connected = True
+            backoff = _MIN_BACKOFF
+
+    def _dispatch(self, publication: Publication) -> None:
+        entry = self._channels.get(publication.channel)
+        if entry is None:
+            return
+        if entry.held is not None:
+            entry.held.append(publication)
+        else:
+            self._hand_off(entry, publication)
+
+    @staticmethod
+    def _hand_off(entry: _Channel, publication: Publication) -> None:
+        if entry.last_key is not None and publication.key <= entry.last_key:
+            return
+        entry.last_key = publication.key
+        for subscriber in tuple(entry.subscribers):
+            subscriber.deliver(publication)
+
+    async def _on_confirmed(self, event: Confirmed) -> None:
+        channel = event.channel
+        if channel in self._pending and self._settle(channel) > 0:
+            return  # later commands for this channel are still in flight
+        entry = self._channels.get(channel)
+        if entry is None:
+            if event.subscribed:  # resubscribed after a reconnect, but nobody wants it now
+                await self._send(channel, subscribe=False)
+        elif not event.subscribed:
+            await self._send(channel, subscribe=True)
+        elif not entry.live.is_set():
+            entry.live.set()
+        else:
+            self._start_catch_up(channel, entry)
+
+    def _start_catch_up(self, channel: str, entry: _Channel) -> None:
+        """After a reconnect, replay what was published while we were away."""
+        if entry.held is not None:
+            return  # a catch-up is already running; it reads up to the present
+        entry.held = []
+        task = asyncio.create_task(self._catch_up(channel, entry))
+        self._catch_ups.add(task)
+        task.add_done_callback(self._catch_ups.discard)
+
+    async def _catch_up(self, channel: str, entry: _Channel) -> None:
+        after = None if entry.last_key is None else "{}-{}".format(*entry.last_key)
+        missed: list[Publication] = []
+        try:
+            missed = await self._backend.history(channel, after=after)
+        except Exception:
+            log.exception("catch-up of %s failed; its gap stays open", channel)
+        finally:
+            held, entry.held = entry.held or [], None
+            for publication in [*missed, *held]:
+                self._hand_off(entry, publication)

@@ -1,0 +1,127 @@
+"""What travels between pushgate and its clients: ids, URLs, offsets, frames and close codes.
+
+Pure functions and value types only; no I/O, so all of it is unit-tested without sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from enum import IntEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+MAX_URL_LENGTH = 2048
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_OFFSET = re.compile(r"(\d{1,20})-(\d{1,20})")
+# Whitespace or control characters anywhere in a URL are a client mistake, never intended.
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+
+OffsetKey = tuple[int, int]
+
+
+class WireError(ValueError):
+    """Client input that breaks a wire rule; ``code`` is the machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes pushgate sends."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    BAD_REQUEST = 4400
+    UNKNOWN_JOB = 4404
+    SLOW_CONSUMER = 4408
+
+
+def new_request_id() -> str:
+    """An unguessable id: 128 random bits, URL-safe, within the request-id alphabet."""
+    return secrets.token_urlsafe(16)
+
+
+def validate_request_id(value: object) -> str:
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        raise WireError(
+            "invalid_request_id", "request_id must be 1-128 characters of [A-Za-z0-9_.-]"
+        )
+    return value
+
+
+def validate_url(value: object) -> str:
+    """Accept an absolute http(s) URL with a host; the worker re-checks where it connects."""
+    if not isinstance(value, str):
+        raise WireError("invalid_url", "url must be a string")
+    if not value or len(value) > MAX_URL_LENGTH:
+        raise WireError("invalid_url", f"url must be 1-{MAX_URL_LENGTH} characters")
+    if _URL_FORBIDDEN.search(value):
+        raise WireError("invalid_url", "url must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise WireError("invalid_url", f"url is malformed: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WireError("invalid_url", "url must be an absolute http or https URL")
+    if port == 0:
+        raise WireError("invalid_url", "url port must be 1-65535")
+    return value
+
+
+def job_channel(request_id: str) -> str:
+    return f"job:{request_id}"
+
+
+def job_ws_path(request_id: str) -> str:
+    return f"/ws/jobs/{request_id}"
+
+
+def parse_offset(value: str) -> OffsetKey:
+    """Parse a stream id ``<ms>-<seq>`` into a tuple that orders like the stream does."""
+    match = _OFFSET.fullmatch(value)
+    if match is None:
+        raise WireError("invalid_offset", "offset must look like <milliseconds>-<sequence>")
+    return int(match[1]), int(match[2])
+
+
+class Publication:
+    """One event on a channel at a stream offset, encoded for clients at most once per process."""
+
+    __slots__ = ("_data", "_job_frame", "channel", "epoch", "key", "offset", "payload")
+
+    def __init__(self, channel: str, offset: str, epoch: str, payload: str) -> None:
+        self.channel = channel
+        self.offset = offset
+        self.epoch = epoch
+        self.payload = payload  # the event as JSON text, exactly as published
+        self.key = parse_offset(offset)
+        self._data: dict[str, Any] | None = None
+        self._job_frame: str | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            decoded = json.loads(self.payload)
+            self._data = decoded if isinstance(decoded, dict) else {"value": decoded}
+        return self._data
+
+    @property
+    def job_frame(self) -> str:
+        """The ``/ws/jobs`` text frame, built by splicing the stored JSON, never re-encoding it."""
+        if self._job_frame is None:
+            self._job_frame = (
+                f'{{"channel":{json.dumps(self.channel)},"offset":"{self.offset}",'
+                f'"data":{self.payload}}}'
+            )
+        return self._job_frame
+
+    def __repr__(self) -> str:
+        return f"Publication({self.channel!r}, {self.offset!r})"

@@ -1,0 +1,55 @@
+"""Session fixtures: real services on free loopback ports, stopped by pid at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pushgate.redis_server import RedisServer
+from tests.origin import Origin, start_origin
+from tests.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def origin() -> Iterator[Origin]:
+    """A real HTTP origin on 127.0.0.1 serving the fixture pages and misbehaving endpoints."""
+    with start_origin() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server of our own on a free loopback port (never the shared 6379)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(redis_server: RedisServer) -> Iterator[Stack]:
+    """Two gateway replicas and two workers, started as users start them, on one Redis.
+
+    Workers may fetch loopback pages (the origin), with short limits so failures come fast.
+    """
+    with Stack(
+        redis_server.url,
+        gateways=2,
+        workers=2,
+        env={
+            "PUSHGATE_ALLOW_PRIVATE_ADDRESSES": "true",
+            "PUSHGATE_FETCH_TIMEOUT": "2",
+            "PUSHGATE_FETCH_RETRY_BACKOFF": "0.05",
+        },
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def guarded_stack(redis_server: RedisServer) -> Iterator[Stack]:
+    """One gateway and one worker with the SSRF guard on, on their own Redis database."""
+    url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    with Stack(url, gateways=1, workers=1, env={"PUSHGATE_FETCH_TIMEOUT": "2"}) as running:
+        yield running

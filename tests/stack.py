@@ -1,0 +1,86 @@
+"""Gateway and worker processes started the way users start them: ``uvicorn`` and ``arq``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from pushgate.processes import free_port, spawn, stop
+
+BIN = Path(sys.executable).parent
+READY_TIMEOUT = 20.0
+
+
+class Gateway:
+    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
+        self.process = process
+        self.port = port
+        self.http_url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+
+
+class Stack:
+    def __init__(self, redis_url: str, *, gateways: int, workers: int, env: dict[str, str]) -> None:
+        self.redis_url = redis_url
+        self.env = {**os.environ, **env, "PUSHGATE_REDIS_URL": redis_url}
+        self._gateway_count = gateways
+        self._worker_count = workers
+        self.gateways: list[Gateway] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Stack:
+        try:
+            for _ in range(self._gateway_count):
+                self.start_gateway()
+            for _ in range(self._worker_count):
+                self.start_worker()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def start_gateway(self) -> Gateway:
+        port = free_port()
+        argv = [
+            str(BIN / "uvicorn"), "gateway.app:app", "--host", "127.0.0.1", "--port", str(port),
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        gateway = Gateway(spawn(argv, env=self.env), port)
+        self.gateways.append(gateway)
+        _wait_ready(gateway)
+        return gateway
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = spawn([str(BIN / "arq"), "worker.WorkerSettings"], env=self.env, quiet=True)
+        self.workers.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for process in [*self.workers, *(g.process for g in self.gateways)]:
+            stop(process)
+
+
+def _wait_ready(gateway: Gateway) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        if gateway.process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {gateway.process.returncode}")
+        try:
+            if httpx.get(gateway.http_url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gateway on port {gateway.port} not ready")
+        time.sleep(0.05)
