@@ -1,0 +1,108 @@
+"""The hub against a real Redis: refcounted subscriptions and catch-up after a reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.hub import Hub
+from pushgate.backend import Backend
+from pushgate.pubsub import PubSubConnection
+from pushgate.redis_server import RedisServer
+from pushgate.wire import Publication
+
+WAIT = 10.0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.offsets: list[str] = []
+        self.changed = asyncio.Event()
+
+    def deliver(self, publication: Publication) -> None:
+        self.offsets.append(publication.offset)
+        self.changed.set()
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(WAIT):
+            while len(self.offsets) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    redis = aioredis.Redis.from_url(redis_server.url)
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+async def hub(redis_server: RedisServer, client: aioredis.Redis) -> AsyncIterator[Hub]:
+    backend = Backend(client, history_size=100, ttl_seconds=60)
+    hub = Hub(PubSubConnection(redis_server.url, ping_interval=0.5), backend)
+    await hub.start()
+    yield hub
+    await hub.stop()
+
+
+async def pubsub_channels(client: aioredis.Redis) -> set[str]:
+    names = await client.pubsub_channels("pushgate:{hubtest*")
+    return {name.decode() for name in names}
+
+
+async def test_subscribes_once_per_channel_and_unsubscribes_after_last(
+    hub: Hub, client: aioredis.Redis
+) -> None:
+    backend = Backend(client, history_size=100, ttl_seconds=60)
+    first, second = Recorder(), Recorder()
+    await hub.subscribe("hubtest:a", first)
+    await hub.subscribe("hubtest:a", second)
+    assert await pubsub_channels(client) == {"pushgate:{hubtest:a}"}
+    offset = await backend.publish("hubtest:a", {"n": 1})
+    await first.wait_for(1)
+    await second.wait_for(1)
+    assert first.offsets == second.offsets == [offset]
+    await hub.unsubscribe("hubtest:a", first)
+    assert hub.channel_count == 1
+    await hub.unsubscribe("hubtest:a", second)
+    assert hub.channel_count == 0
+    async with asyncio.timeout(WAIT):
+        while await pubsub_channels(client):
+            await asyncio.sleep(0.02)
+
+
+async def test_rapid_subscribe_unsubscribe_cycles_end_live(hub: Hub, client: aioredis.Redis) -> None:
+    backend = Backend(client, history_size=100, ttl_seconds=60)
+    for _ in range(20):
+        transient = Recorder()
+        await hub.subscribe("hubtest:cycle", transient)
+        await hub.unsubscribe("hubtest:cycle", transient)
+    keeper = Recorder()
+    await hub.subscribe("hubtest:cycle", keeper)
+    offset = await backend.publish("hubtest:cycle", {"n": 1})
+    await keeper.wait_for(1)
+    assert keeper.offsets == [offset]
+    await hub.unsubscribe("hubtest:cycle", keeper)
+
+
+async def test_catches_up_from_history_after_pubsub_connection_is_killed(
+    hub: Hub, client: aioredis.Redis
+) -> None:
+    backend = Backend(client, history_size=100, ttl_seconds=60)
+    recorder = Recorder()
+    await hub.subscribe("hubtest:reconnect", recorder)
+    published = [await backend.publish("hubtest:reconnect", {"n": 0})]
+    await recorder.wait_for(1)
+    for round_ in range(3):
+        await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        # Published while the hub is disconnected: only the history has these.
+        for n in range(5):
+            published.append(await backend.publish("hubtest:reconnect", {"n": round_ * 5 + n}))
+        await recorder.wait_for(len(published))
+    assert recorder.offsets == published
+    assert hub.connected
+    await hub.unsubscribe("hubtest:reconnect", recorder)
