@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -93,8 +95,8 @@ async def _drain_inbound(websocket: WebSocket) -> None:
             return
 
 
-async def _run_until_either_ends(*coroutines: object) -> None:
-    tasks = [asyncio.ensure_future(c) for c in coroutines]  # type: ignore[arg-type]
+async def _run_until_either_ends(*coroutines: Coroutine[Any, Any, None]) -> None:
+    tasks = [asyncio.create_task(c) for c in coroutines]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -222,4 +222,4 @@ class Backend:
         ]
 
     async def ping(self) -> bool:
-        return bool(await self._redis.ping())  # type: ignore[misc]
+        return bool(await self._redis.ping())

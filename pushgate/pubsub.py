@@ -56,7 +56,7 @@ class PubSubConnection:
         self._last_heard = asyncio.get_running_loop().time()
 
     async def close(self) -> None:
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._redis.aclose()
 
     async def subscribe(self, channel: str) -> None:

@@ -28,6 +28,7 @@ class Transcript:
 
     def event(self, kind: str) -> dict[str, Any]:
         (found,) = [f["data"] for f in self.frames if f["data"]["type"] == kind]
+        assert isinstance(found, dict)
         return found
 
 

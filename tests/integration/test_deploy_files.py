@@ -21,10 +21,11 @@ def test_compose_file_matches_the_compose_spec() -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
-
 def test_kubernetes_manifests_are_valid_strictly() -> None:
     validator = Path(sys.executable).parent / "kubernetes-validate"
-    manifests = sorted(p for p in (ROOT / "deploy").glob("*.yaml") if p.name != "kustomization.yaml")
+    manifests = sorted(
+        p for p in (ROOT / "deploy").glob("*.yaml") if p.name != "kustomization.yaml"
+    )
     assert manifests
     completed = subprocess.run(
         [str(validator), "--strict", "--quiet", *map(str, manifests)],

@@ -75,7 +75,9 @@ async def test_subscribes_once_per_channel_and_unsubscribes_after_last(
             await asyncio.sleep(0.02)
 
 
-async def test_rapid_subscribe_unsubscribe_cycles_end_live(hub: Hub, client: aioredis.Redis) -> None:
+async def test_rapid_subscribe_unsubscribe_cycles_end_live(
+    hub: Hub, client: aioredis.Redis
+) -> None:
     backend = Backend(client, history_size=100, ttl_seconds=60)
     for _ in range(20):
         transient = Recorder()
@@ -98,7 +100,7 @@ async def test_catches_up_from_history_after_pubsub_connection_is_killed(
     published = [await backend.publish("hubtest:reconnect", {"n": 0})]
     await recorder.wait_for(1)
     for round_ in range(3):
-        await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        await client.client_kill_filter(_type="pubsub")
         # Published while the hub is disconnected: only the history has these.
         for n in range(5):
             published.append(await backend.publish("hubtest:reconnect", {"n": round_ * 5 + n}))

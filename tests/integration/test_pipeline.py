@@ -43,7 +43,9 @@ def assert_one_run(transcript: Transcript, terminal: str) -> None:
 
 
 @pytest.mark.parametrize("page", ["links", "base"])
-async def test_result_has_exactly_the_expected_links(stack: Stack, origin: Origin, page: str) -> None:
+async def test_result_has_exactly_the_expected_links(
+    stack: Stack, origin: Origin, page: str
+) -> None:
     url = origin.url(f"/pages/{page}.html")
     request_id = submit(stack, url)
     transcript = await watch(stack, request_id)
@@ -91,7 +93,9 @@ async def test_job_on_gateway_a_reaches_clients_on_a_and_b_exactly_once(
 
 async def test_many_jobs_across_replicas_each_delivered_once(stack: Stack, origin: Origin) -> None:
     ids = [submit(stack, origin.url("/pages/links.html"), gateway=n % 2) for n in range(20)]
-    transcripts = await asyncio.gather(*(watch(stack, rid, gateway=(n + 1) % 2) for n, rid in enumerate(ids)))
+    transcripts = await asyncio.gather(
+        *(watch(stack, rid, gateway=(n + 1) % 2) for n, rid in enumerate(ids))
+    )
     for request_id, transcript in zip(ids, transcripts, strict=True):
         assert_one_run(transcript, "result")
         assert {frame["channel"] for frame in transcript.frames} == {f"job:{request_id}"}
@@ -131,7 +135,10 @@ async def test_connect_and_dns_failures(stack: Stack, origin: Origin) -> None:
     transcripts = await asyncio.gather(
         watch(stack, submit(stack, closed)), watch(stack, submit(stack, unresolvable))
     )
-    assert [t.event("failed")["error"]["code"] for t in transcripts] == ["connect_error", "dns_error"]
+    assert [t.event("failed")["error"]["code"] for t in transcripts] == [
+        "connect_error",
+        "dns_error",
+    ]
 
 
 async def test_transient_500_is_retried_then_succeeds(stack: Stack, origin: Origin) -> None:

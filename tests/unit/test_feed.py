@@ -9,10 +9,12 @@ from pushgate.wire import Publication
 
 
 def pub(offset: str) -> Publication:
-    return Publication("c", offset, "1-0", '{"n":"%s"}' % offset)
+    return Publication("c", offset, "1-0", f'{{"n":"{offset}"}}')
 
 
-def make_feed(after: tuple[int, int] | None = None, limit: int = 10) -> tuple[Feed, list[str], list[bool]]:
+def make_feed(
+    after: tuple[int, int] | None = None, limit: int = 10
+) -> tuple[Feed, list[str], list[bool]]:
     seen: list[str] = []
     overflowed: list[bool] = []
     feed = Feed(
