@@ -19,6 +19,8 @@ from pushgate.processes import python_module, spawn, stop
 from pushgate.redis_server import RedisServer
 
 READY_TIMEOUT = 30.0
+# Longer than the worker's default shutdown grace, so running jobs can finish.
+STOP_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ def run_dev(options: DevOptions, environ: Mapping[str, str]) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan anything
         for _name, process in reversed(children):
-            stop(process)
+            stop(process, timeout=STOP_TIMEOUT)
         if embedded is not None:
             embedded.stop()
 

@@ -41,6 +41,9 @@ class Settings:
     # Worker
     worker_concurrency: int = 20
     worker_poll_delay: float = 0.05
+    # On SIGTERM a worker stops taking jobs and lets running ones finish for this long (keep it
+    # under the orchestrator's grace period); what is still running then is re-queued.
+    worker_shutdown_grace: int = 20
     fetch_timeout: float = 15.0
     fetch_max_bytes: int = 5 * 1024 * 1024
     fetch_max_redirects: int = 5

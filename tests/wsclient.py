@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,8 +44,10 @@ async def read_until_closed(
 ) -> Transcript:
     transcript = Transcript()
     async with asyncio.timeout(timeout):
-        async for message in socket:
-            transcript.frames.append(json.loads(message))
+        # Iteration stops quietly on 1000/1001 and raises on every other close code.
+        with contextlib.suppress(websockets.ConnectionClosedError):
+            async for message in socket:
+                transcript.frames.append(json.loads(message))
     if socket.close_code is not None:
         transcript.close_code = socket.close_code
         transcript.close_reason = socket.close_reason or ""

@@ -28,6 +28,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "poll_delay": settings.worker_poll_delay,
         "job_timeout": settings.job_timeout,
         "max_tries": MAX_TRIES,
+        "job_completion_wait": settings.worker_shutdown_grace,
         # Our job record holds the outcome; arq's own result only needs to outlive a retry race.
         "keep_result": 60,
         "ctx": {"settings": settings},

@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
-from bs4 import BeautifulSoup, SoupStrainer, Tag
+from bs4 import BeautifulSoup, Tag
 from bs4.dammit import EncodingDetector
+from bs4.filter import SoupStrainer
 
 # Only these tags are built into the tree: half the parse time of a full soup.
 _STRAINER = SoupStrainer(["a", "base", "title"])

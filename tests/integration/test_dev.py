@@ -86,3 +86,5 @@ async def test_dev_runs_everything_and_ctrl_c_leaves_nothing(origin: Origin) -> 
         if process.poll() is None:
             process.kill()
             process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
