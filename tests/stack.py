@@ -51,9 +51,15 @@ class Stack:
         self.close()
 
     def start_gateway(self) -> Gateway:
+        """Replicas alternate between the two documented forms: the app and its factory."""
         port = free_port()
+        target = (
+            ["gateway.app:app"]
+            if len(self.gateways) % 2 == 0
+            else ["--factory", "gateway.app:create_app"]
+        )
         argv = [
-            str(BIN / "uvicorn"), "gateway.app:app", "--host", "127.0.0.1", "--port", str(port),
+            str(BIN / "uvicorn"), *target, "--host", "127.0.0.1", "--port", str(port),
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
         gateway = Gateway(spawn(argv, env=self.env), port)

@@ -200,8 +200,8 @@ def _as_fetch_error(exc: NetGuardError | httpx.HTTPError | httpx.InvalidURL) -> 
     match exc:
         case BlockedAddressError():
             return FetchError(FailureCode.BLOCKED_ADDRESS, message)
-        case DnsError():
-            return FetchError(FailureCode.DNS_ERROR, message)
+        case DnsError(transient=transient):
+            return FetchError(FailureCode.DNS_ERROR, message, transient=transient)
         case httpx.TimeoutException():
             return FetchError(FailureCode.TIMEOUT, message, transient=True)
         case httpx.ConnectError():

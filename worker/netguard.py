@@ -37,7 +37,11 @@ class BlockedAddressError(NetGuardError):
 
 
 class DnsError(NetGuardError):
-    """The host name did not resolve."""
+    """The host name did not resolve; ``transient`` when the resolver said "try again"."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def is_public_address(ip: IPAddress) -> bool:
@@ -125,7 +129,8 @@ async def _resolve(host: str, port: int) -> list[str]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise DnsError(f"cannot resolve {host}: {exc}") from exc
+        transient = isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN
+        raise DnsError(f"cannot resolve {host}: {exc}", transient=transient) from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise DnsError(f"{host} resolves to no address")
