@@ -12,38 +12,57 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 
-from gateway import health, jobs_api, ws_jobs
+from gateway import health, jobs_api, publish_api, sse, ws_jobs, ws_rpc
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.hub import Hub
-from gateway.services import Services
+from gateway.services import ConnectionGate, Services
 from pushgate import jobqueue
-from pushgate.backend import Backend
+from pushgate.auth import Authenticator
+from pushgate.backend import Backend, job_history
+from pushgate.channels import Namespaces
 from pushgate.pubsub import PubSubConnection
 from pushgate.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     resolved = settings if settings is not None else Settings.from_env(os.environ)
+    resolved.validate_gateway()
+    namespaces = Namespaces.from_settings(resolved)  # fails fast on a bad namespace config
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Services]]:
         redis = jobqueue.connect(resolved.redis_url)
-        backend = Backend(
-            redis, history_size=resolved.history_size, ttl_seconds=resolved.job_ttl_seconds
-        )
+        backend = Backend(redis, jobs=job_history(resolved))
         connection = PubSubConnection(
             resolved.redis_url, ping_interval=resolved.pubsub_ping_interval
         )
         hub = Hub(connection, backend)
         await hub.start()
         try:
-            yield {"services": Services(resolved, redis, backend, hub)}
+            yield {
+                "services": Services(
+                    settings=resolved,
+                    redis=redis,
+                    backend=backend,
+                    hub=hub,
+                    auth=Authenticator(resolved),
+                    namespaces=namespaces,
+                    connections=ConnectionGate(resolved.max_connections),
+                )
+            }
         finally:
             await hub.stop()
             await redis.aclose()
 
     return Starlette(
-        routes=[*jobs_api.ROUTES, *ws_jobs.ROUTES, *health.ROUTES],
+        routes=[
+            *jobs_api.ROUTES,
+            *publish_api.ROUTES,
+            *ws_jobs.ROUTES,
+            *ws_rpc.ROUTES,
+            *sse.ROUTES,
+            *health.ROUTES,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -2,81 +2,78 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway.access import bearer_token, identify
 from gateway.body import read_json_object
+from gateway.channel_access import HTTP_STATUS, authorize_read
 from gateway.errors import ApiError
+from gateway.jobs import JobConflictError, job_reply, submit_job
 from gateway.services import Services, services
-from pushgate import jobqueue
 from pushgate.backend import JobRecord
-from pushgate.wire import (
-    WireError,
-    job_channel,
-    job_ws_path,
-    new_request_id,
-    validate_request_id,
-    validate_url,
-)
+from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity
+from pushgate.protocol import RpcError
+from pushgate.wire import WireError, new_request_id, validate_request_id, validate_url
 
 
-def _checked(value: object, validate: Any) -> str:
+def _checked(value: object, validate: Callable[[object], str]) -> str:
     try:
-        result: str = validate(value)
+        return validate(value)
     except WireError as exc:
         raise ApiError(422, exc.code, exc.message) from None
-    return result
 
 
-async def _submit(svc: Services, request_id: str, url: str) -> tuple[bool, JobRecord]:
-    """Create the job (or find it) and make sure it is queued; returns (created, job)."""
-    created, job = await svc.backend.create_job(request_id, url)
-    if job.url != url:
-        raise ApiError(409, "conflict", f"request_id {request_id!r} is taken by another url")
-    if job.status == "queued":
-        # Also for an existing job: if an earlier submit died between creating and
-        # enqueueing, this repairs it; otherwise arq sees the job id and does nothing.
-        await jobqueue.enqueue_scrape(svc.redis, request_id, url)
-    return created, job
+async def _submit(
+    svc: Services, request_id: str, url: str, identity: Identity
+) -> tuple[bool, JobRecord]:
+    try:
+        return await submit_job(svc, request_id, url, identity)
+    except JobConflictError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
 
 
 async def post_job(request: Request) -> JSONResponse:
     svc = services(request)
+    identity = identify(svc.auth, request.headers)
     body = await read_json_object(request, svc.settings.max_body_bytes)
     url = _checked(body.get("url"), validate_url)
     raw_id = body.get("request_id")
     request_id = new_request_id() if raw_id is None else _checked(raw_id, validate_request_id)
-    created, job = await _submit(svc, request_id, url)
-    payload = {
-        "request_id": request_id,
-        "url": url,
-        "status": job.status,
-        "channel": job_channel(request_id),
-        "ws_url": job_ws_path(request_id),
-    }
-    return JSONResponse(payload, status_code=202 if created else 200)
+    created, job = await _submit(svc, request_id, url, identity)
+    return JSONResponse(job_reply(svc, job, identity), status_code=202 if created else 200)
 
 
 async def put_url(request: Request) -> JSONResponse:
     """The original prototype's submit call, kept for its clients."""
     svc = services(request)
+    identity = identify(svc.auth, request.headers)
     request_id = _checked(request.path_params["request_id"], validate_request_id)
     body = await read_json_object(request, svc.settings.max_body_bytes)
     url = _checked(body.get("url"), validate_url)
-    created, _job = await _submit(svc, request_id, url)
+    created, _job = await _submit(svc, request_id, url, identity)
     payload = {"status": "accepted", "request_id": request_id}
     return JSONResponse(payload, status_code=201 if created else 200)
 
 
 async def get_job(request: Request) -> JSONResponse:
+    """Readable by the job's owner (bearer token) or with its subscribe token (``?token=``)."""
+    svc = services(request)
     request_id = _checked(request.path_params["request_id"], validate_request_id)
-    job = await services(request).backend.get_job(request_id)
-    if job is None:
-        raise ApiError(404, "unknown_job", f"no job with request_id {request_id!r}")
-    return JSONResponse(job.to_json())
+    identity = identify(svc.auth, request.headers) if bearer_token(request.headers) else ANONYMOUS
+    channel = Channel(JOB_NAMESPACE, request_id)
+    try:
+        readable = await authorize_read(svc, channel, identity, request.query_params.get("token"))
+    except RpcError as exc:
+        status, code = HTTP_STATUS[exc.code]
+        if status == 404:
+            code, exc.message = "unknown_job", f"no job with request_id {request_id!r}"
+        raise ApiError(status, code, exc.message) from None
+    assert readable.job is not None
+    return JSONResponse(readable.job.to_json())
 
 
 ROUTES = [

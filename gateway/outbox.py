@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from pushgate.wire import CloseCode, OffsetKey, Publication
+from pushgate.wire import CloseCode, OffsetKey, Publication, parse_offset
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,13 @@ class Feed:
         else:
             self._overflow()
 
-    def go_live(self, history: list[Publication]) -> None:
+    def go_live(self, history: list[Publication], *, floor: str | None = None) -> None:
+        """Send ``history``, then what was held back; nothing at or below offset ``floor``."""
         held, self._held = self._held or [], None
+        if floor:
+            key = parse_offset(floor)
+            if self._last is None or key > self._last:
+                self._last = key
         for publication in history:
             self._pass(publication)
         for publication in held:

@@ -9,8 +9,27 @@ from arq.connections import ArqRedis
 from starlette.requests import HTTPConnection
 
 from gateway.hub import Hub
+from pushgate.auth import Authenticator
 from pushgate.backend import Backend
+from pushgate.channels import Namespaces
 from pushgate.settings import Settings
+
+
+@dataclass
+class ConnectionGate:
+    """Counts this process's realtime connections; uvicorn's own limit ignores WebSockets."""
+
+    limit: int
+    open: int = 0
+
+    def try_enter(self) -> bool:
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +38,9 @@ class Services:
     redis: ArqRedis
     backend: Backend
     hub: Hub
+    auth: Authenticator
+    namespaces: Namespaces
+    connections: ConnectionGate
 
 
 def services(connection: HTTPConnection) -> Services:

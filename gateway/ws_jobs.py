@@ -1,35 +1,43 @@
-"""``WS /ws/jobs/{request_id}[?since=<offset>]``: one job's events, history first, then live.
+"""``WS /ws/jobs/{request_id}[?since=<offset>][&token=<subscribe token>]``: one job's events.
 
-Frames are ``{"channel", "offset", "data": <event>}``; the socket closes with 1000 after the
-terminal event. The client is not expected to send anything; what it sends is read and dropped
-so that pings keep flowing, and an oversized message closes the socket with 1009.
+History first, then live, as frames ``{"channel", "offset", "data": <event>}``; the socket
+closes with 1000 after the terminal event. The client is not expected to send anything: what
+it sends is read and dropped (so that pings keep flowing), and an oversized message closes the
+socket with 1009.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Coroutine
-from typing import Any
-
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
-from gateway.hub import SubscribeError
+from gateway.access import origin_allowed
+from gateway.channel_access import authorize_read
 from gateway.outbox import Feed, Outbox
 from gateway.services import Services, services
+from gateway.sockets import run_until_either_ends, subscribe_feed
+from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel
 from pushgate.events import is_terminal
-from pushgate.wire import CloseCode, Publication, WireError, job_channel, parse_offset
+from pushgate.protocol import ErrorCode, RpcError
+from pushgate.wire import CloseCode, OffsetKey, Publication, WireError, parse_offset
 from pushgate.wire import validate_request_id as _validate_id
 
 # Clients of this endpoint only need to send pings or nothing at all.
 MAX_INBOUND_BYTES = 4096
-SUBSCRIBE_TIMEOUT = 10.0
+_CLOSE_FOR = {
+    ErrorCode.UNKNOWN_CHANNEL: CloseCode.UNKNOWN_JOB,
+    ErrorCode.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
+    ErrorCode.PERMISSION_DENIED: CloseCode.UNAUTHORIZED,
+    ErrorCode.UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+}
 
 
 async def job_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     svc = services(websocket)
+    if not origin_allowed(websocket.headers, svc.settings.allowed_origins):
+        await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
+        return
     try:
         request_id = _validate_id(websocket.path_params["request_id"])
         since = websocket.query_params.get("since")
@@ -37,11 +45,20 @@ async def job_socket(websocket: WebSocket) -> None:
     except WireError as exc:
         await websocket.close(CloseCode.BAD_REQUEST, exc.message)
         return
-    job = await svc.backend.get_job(request_id)
-    if job is None:
-        await websocket.close(CloseCode.UNKNOWN_JOB, f"unknown job {request_id}")
-        return
-    await _stream(websocket, svc, job_channel(request_id), since, after, job.finished)
+    channel = Channel(JOB_NAMESPACE, request_id)
+    try:
+        token = websocket.query_params.get("token")
+        readable = await authorize_read(svc, channel, ANONYMOUS, token)
+        await _stream(
+            websocket,
+            svc,
+            channel.full,
+            since,
+            after,
+            readable.job is not None and readable.job.finished,
+        )
+    except RpcError as exc:
+        await websocket.close(_CLOSE_FOR.get(exc.code, CloseCode.INTERNAL_ERROR), exc.message)
 
 
 async def _stream(
@@ -49,7 +66,7 @@ async def _stream(
     svc: Services,
     channel: str,
     since: str | None,
-    after: tuple[int, int] | None,
+    after: OffsetKey | None,
     finished: bool,
 ) -> None:
     outbox = Outbox(svc.settings.ws_queue_size)
@@ -65,19 +82,13 @@ async def _stream(
         held_limit=svc.settings.ws_queue_size,
         overflow=lambda: outbox.abort(CloseCode.SLOW_CONSUMER, "client is not reading"),
     )
+    await subscribe_feed(svc, channel, feed)
     try:
-        async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
-            await svc.hub.subscribe(channel, feed)
-            feed.go_live(await svc.backend.history(channel, after=since))
-    except (TimeoutError, SubscribeError):
-        await svc.hub.unsubscribe(channel, feed)
-        await websocket.close(CloseCode.TRY_AGAIN_LATER, "event stream unavailable, retry")
-        return
-    if finished:
-        # The terminal event was in history; if it was not sent, `since` was already past it.
-        outbox.finish(CloseCode.NORMAL, "job finished")
-    try:
-        await _run_until_either_ends(
+        feed.go_live(await svc.backend.history(channel, after=since))
+        if finished:
+            # The terminal event was in history; if it was not sent, `since` was past it.
+            outbox.finish(CloseCode.NORMAL, "job finished")
+        await run_until_either_ends(
             outbox.run(websocket, svc.settings.ws_send_timeout), _drain_inbound(websocket)
         )
     finally:
@@ -93,18 +104,6 @@ async def _drain_inbound(websocket: WebSocket) -> None:
         if len(data) > MAX_INBOUND_BYTES:
             await websocket.close(CloseCode.MESSAGE_TOO_BIG, "this endpoint takes no messages")
             return
-
-
-async def _run_until_either_ends(*coroutines: Coroutine[Any, Any, None]) -> None:
-    tasks = [asyncio.create_task(c) for c in coroutines]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await task
 
 
 ROUTES = [WebSocketRoute("/ws/jobs/{request_id}", job_socket)]

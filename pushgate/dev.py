@@ -6,6 +6,7 @@ rest are stopped too. Children run in their own sessions and die with us even on
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -19,6 +20,14 @@ from pushgate.processes import python_module, spawn, stop
 from pushgate.redis_server import RedisServer
 
 READY_TIMEOUT = 30.0
+AUTH_OFF_NOTE = "OFF: anyone can connect, subscribe and publish (development only)"
+# Development only: no authentication, and a chat namespace for the /chat page.
+DEV_DEFAULTS = {
+    "PUSHGATE_AUTH_DISABLED": "true",
+    "PUSHGATE_NAMESPACES": json.dumps(
+        {"chat": {"publish": True, "history_size": 100, "history_ttl": 3600}}
+    ),
+}
 # Longer than the worker's default shutdown grace, so running jobs can finish.
 STOP_TIMEOUT = 30.0
 
@@ -43,7 +52,7 @@ def run_dev(options: DevOptions, environ: Mapping[str, str]) -> int:
     embedded: RedisServer | None = None
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
-        env = dict(environ)
+        env = {**DEV_DEFAULTS, **environ}
         if not env.get("PUSHGATE_REDIS_URL"):
             embedded = RedisServer(quiet=True).start()
             env["PUSHGATE_REDIS_URL"] = embedded.url
@@ -102,12 +111,14 @@ def _print_banner(options: DevOptions, env: Mapping[str, str], embedded: bool) -
     base = f"http://{options.host}:{options.port}"
     ws = f"ws://{options.host}:{options.port}"
     guard = env.get("PUSHGATE_ALLOW_PRIVATE_ADDRESSES", "false")
+    auth_off = env.get("PUSHGATE_AUTH_DISABLED", "").lower() in ("1", "true", "yes", "on")
     print(
         f"""
 pushgate dev is running (Ctrl-C stops everything)
   redis    {redis_url}{" (embedded, nothing kept on disk)" if embedded else ""}
   gateway  {base}   health: {base}/healthz   ready: {base}/readyz
   worker   1 process (private addresses allowed: {guard})
+  auth     {AUTH_OFF_NOTE if auth_off else "on"}
 
 Try it:
   curl -s -X POST {base}/jobs -d '{{"url": "https://example.com/"}}'

@@ -58,5 +58,5 @@ def failed(request_id: str, code: FailureCode, message: str) -> Event:
     return {"type": "failed", "request_id": request_id, "error": {"code": code, "message": message}}
 
 
-def is_terminal(event: Event) -> bool:
-    return event.get("type") in TERMINAL_TYPES
+def is_terminal(event: object) -> bool:
+    return isinstance(event, dict) and event.get("type") in TERMINAL_TYPES

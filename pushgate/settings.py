@@ -38,6 +38,30 @@ class Settings:
     # Redis pub/sub liveness: the gateway pings its pub/sub connection when idle this long.
     pubsub_ping_interval: float = 5.0
 
+    # Realtime protocol limits (docs/protocol.md)
+    max_message_bytes: int = 64 * 1024
+    max_subscriptions: int = 100
+    # uvicorn's --limit-concurrency does not count WebSockets: the app caps them itself.
+    max_connections: int = 10_000
+    connect_timeout: float = 5.0
+    client_rate: float = 50.0
+    client_burst: int = 100
+    # JSON object of user namespaces, e.g. {"chat": {"publish": true, "history_size": 100}}
+    namespaces: str = ""
+
+    # Auth: on whenever a key is set; off only with auth_disabled (which `pushgate dev` sets).
+    auth_disabled: bool = False
+    jwt_secret: str = ""
+    jwt_public_key: str = ""
+    # Signs the gateway's own channel-scoped subscribe tokens; defaults to jwt_secret.
+    token_secret: str = ""
+    subscribe_token_ttl: int = 600
+    # Comma-separated origins allowed for browser connections; "*" for any; empty: same origin.
+    allowed_origins: str = ""
+    # Comma-separated keys for the server-side publish API.
+    api_keys: str = ""
+    idempotency_ttl: int = 24 * 3600
+
     # Worker
     worker_concurrency: int = 20
     worker_poll_delay: float = 0.05
@@ -68,9 +92,36 @@ class Settings:
             value = getattr(self, field.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise SettingsError(f"{ENV_PREFIX}{field.name.upper()} must not be negative")
-        for name in ("ws_queue_size", "history_size", "worker_concurrency", "fetch_max_bytes"):
+        positive = (
+            "ws_queue_size", "history_size", "worker_concurrency", "fetch_max_bytes",
+            "max_message_bytes", "max_connections", "client_burst",
+        )  # fmt: skip
+        for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return not self.auth_disabled
+
+    @property
+    def signing_secret(self) -> str:
+        return self.token_secret or self.jwt_secret
+
+    def validate_gateway(self) -> None:
+        """What a gateway needs beyond ``validate``: a way to authenticate, unless disabled."""
+        if self.auth_disabled:
+            return
+        if not (self.jwt_secret or self.jwt_public_key):
+            raise SettingsError(
+                "authentication needs PUSHGATE_JWT_SECRET or PUSHGATE_JWT_PUBLIC_KEY "
+                "(or PUSHGATE_AUTH_DISABLED=true, for local development only)"
+            )
+        if not self.signing_secret:
+            raise SettingsError(
+                "PUSHGATE_TOKEN_SECRET is needed to sign subscribe tokens when "
+                "PUSHGATE_JWT_PUBLIC_KEY is used without PUSHGATE_JWT_SECRET"
+            )
 
     @property
     def job_timeout(self) -> float:

@@ -37,10 +37,14 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
     BAD_REQUEST = 4400
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
     UNKNOWN_JOB = 4404
     SLOW_CONSUMER = 4408
+    TOO_MANY_CONNECTIONS = 4429
 
 
 def new_request_id() -> str:
@@ -92,10 +96,22 @@ def parse_offset(value: str) -> OffsetKey:
     return int(match[1]), int(match[2])
 
 
+_UNDECODED: Any = object()
+
+
 class Publication:
     """One event on a channel at a stream offset, encoded for clients at most once per process."""
 
-    __slots__ = ("_data", "_job_frame", "channel", "epoch", "key", "offset", "payload")
+    __slots__ = (
+        "_data",
+        "_job_frame",
+        "_rpc_frame",
+        "channel",
+        "epoch",
+        "key",
+        "offset",
+        "payload",
+    )
 
     def __init__(self, channel: str, offset: str, epoch: str, payload: str) -> None:
         self.channel = channel
@@ -103,14 +119,14 @@ class Publication:
         self.epoch = epoch
         self.payload = payload  # the event as JSON text, exactly as published
         self.key = parse_offset(offset)
-        self._data: dict[str, Any] | None = None
+        self._data: Any = _UNDECODED
         self._job_frame: str | None = None
+        self._rpc_frame: str | None = None
 
     @property
-    def data(self) -> dict[str, Any]:
-        if self._data is None:
-            decoded = json.loads(self.payload)
-            self._data = decoded if isinstance(decoded, dict) else {"value": decoded}
+    def data(self) -> Any:
+        if self._data is _UNDECODED:
+            self._data = json.loads(self.payload)
         return self._data
 
     @property
@@ -122,6 +138,26 @@ class Publication:
                 f'"data":{self.payload}}}'
             )
         return self._job_frame
+
+    @property
+    def rpc_frame(self) -> str:
+        """The JSON-RPC ``publication`` notification of ``WS /ws`` (docs/protocol.md)."""
+        if self._rpc_frame is None:
+            self._rpc_frame = (
+                f'{{"jsonrpc":"2.0","method":"publication","params":{self._params_json()}}}'
+            )
+        return self._rpc_frame
+
+    @property
+    def sse_event(self) -> str:
+        """The server-sent event of ``GET /sse``: the same params, with the offset as its id."""
+        return f"id: {self.offset}\ndata: {self._params_json()}\n\n"
+
+    def _params_json(self) -> str:
+        return (
+            f'{{"channel":{json.dumps(self.channel)},"offset":"{self.offset}",'
+            f'"epoch":"{self.epoch}","data":{self.payload}}}'
+        )
 
     def __repr__(self) -> str:
         return f"Publication({self.channel!r}, {self.offset!r})"

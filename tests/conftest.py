@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -28,28 +29,34 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
+# What `pushgate dev` runs with: no auth, and a chat namespace clients may publish to.
+OPEN_ENV = {
+    "PUSHGATE_AUTH_DISABLED": "true",
+    "PUSHGATE_NAMESPACES": json.dumps(
+        {"chat": {"publish": True, "history_size": 100, "history_ttl": 3600}}
+    ),
+    "PUSHGATE_FETCH_TIMEOUT": "2",
+    "PUSHGATE_FETCH_RETRY_BACKOFF": "0.05",
+}
+
+
+def redis_db(server: RedisServer, db: int) -> str:
+    return server.url.rsplit("/", 1)[0] + f"/{db}"
+
+
 @pytest.fixture(scope="session")
 def stack(redis_server: RedisServer) -> Iterator[Stack]:
     """Two gateway replicas and two workers, started as users start them, on one Redis.
 
     Workers may fetch loopback pages (the origin), with short limits so failures come fast.
     """
-    with Stack(
-        redis_server.url,
-        gateways=2,
-        workers=2,
-        env={
-            "PUSHGATE_ALLOW_PRIVATE_ADDRESSES": "true",
-            "PUSHGATE_FETCH_TIMEOUT": "2",
-            "PUSHGATE_FETCH_RETRY_BACKOFF": "0.05",
-        },
-    ) as running:
+    env = {**OPEN_ENV, "PUSHGATE_ALLOW_PRIVATE_ADDRESSES": "true"}
+    with Stack(redis_server.url, gateways=2, workers=2, env=env) as running:
         yield running
 
 
 @pytest.fixture(scope="session")
 def guarded_stack(redis_server: RedisServer) -> Iterator[Stack]:
     """One gateway and one worker with the SSRF guard on, on their own Redis database."""
-    url = redis_server.url.rsplit("/", 1)[0] + "/1"
-    with Stack(url, gateways=1, workers=1, env={"PUSHGATE_FETCH_TIMEOUT": "2"}) as running:
+    with Stack(redis_db(redis_server, 1), gateways=1, workers=1, env=OPEN_ENV) as running:
         yield running

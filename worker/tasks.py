@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from pushgate import events
-from pushgate.backend import Backend
+from pushgate.backend import Backend, job_history
 from pushgate.settings import Settings
 from worker.fetch import FetchError, FetchLimits, Page, build_client, fetch_page
 from worker.links import ParsedPage, parse_page
@@ -36,9 +36,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     limits = FetchLimits.from_settings(settings)
     ctx["deps"] = WorkerDeps(
         settings=settings,
-        backend=Backend(
-            ctx["redis"], history_size=settings.history_size, ttl_seconds=settings.job_ttl_seconds
-        ),
+        backend=Backend(ctx["redis"], jobs=job_history(settings)),
         http=build_client(limits, allow_private=settings.allow_private_addresses),
         limits=limits,
         parser=ThreadPoolExecutor(max_workers=2, thread_name_prefix="pushgate-parse"),

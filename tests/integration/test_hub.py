@@ -9,12 +9,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.hub import Hub
-from pushgate.backend import Backend
+from pushgate.backend import Backend, HistoryPolicy
 from pushgate.pubsub import PubSubConnection
 from pushgate.redis_server import RedisServer
 from pushgate.wire import Publication
 
 WAIT = 10.0
+POLICY = HistoryPolicy(size=100, ttl=60)
 
 
 class Recorder:
@@ -42,7 +43,7 @@ async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 async def hub(redis_server: RedisServer, client: aioredis.Redis) -> AsyncIterator[Hub]:
-    backend = Backend(client, history_size=100, ttl_seconds=60)
+    backend = Backend(client, jobs=POLICY)
     hub = Hub(PubSubConnection(redis_server.url, ping_interval=0.5), backend)
     await hub.start()
     yield hub
@@ -57,12 +58,12 @@ async def pubsub_channels(client: aioredis.Redis) -> set[str]:
 async def test_subscribes_once_per_channel_and_unsubscribes_after_last(
     hub: Hub, client: aioredis.Redis
 ) -> None:
-    backend = Backend(client, history_size=100, ttl_seconds=60)
+    backend = Backend(client, jobs=POLICY)
     first, second = Recorder(), Recorder()
     await hub.subscribe("hubtest:a", first)
     await hub.subscribe("hubtest:a", second)
     assert await pubsub_channels(client) == {"pushgate:{hubtest:a}"}
-    offset = await backend.publish("hubtest:a", {"n": 1})
+    offset = (await backend.publish("hubtest:a", {"n": 1}, POLICY))[0]
     await first.wait_for(1)
     await second.wait_for(1)
     assert first.offsets == second.offsets == [offset]
@@ -78,14 +79,14 @@ async def test_subscribes_once_per_channel_and_unsubscribes_after_last(
 async def test_rapid_subscribe_unsubscribe_cycles_end_live(
     hub: Hub, client: aioredis.Redis
 ) -> None:
-    backend = Backend(client, history_size=100, ttl_seconds=60)
+    backend = Backend(client, jobs=POLICY)
     for _ in range(20):
         transient = Recorder()
         await hub.subscribe("hubtest:cycle", transient)
         await hub.unsubscribe("hubtest:cycle", transient)
     keeper = Recorder()
     await hub.subscribe("hubtest:cycle", keeper)
-    offset = await backend.publish("hubtest:cycle", {"n": 1})
+    offset = (await backend.publish("hubtest:cycle", {"n": 1}, POLICY))[0]
     await keeper.wait_for(1)
     assert keeper.offsets == [offset]
     await hub.unsubscribe("hubtest:cycle", keeper)
@@ -94,16 +95,17 @@ async def test_rapid_subscribe_unsubscribe_cycles_end_live(
 async def test_catches_up_from_history_after_pubsub_connection_is_killed(
     hub: Hub, client: aioredis.Redis
 ) -> None:
-    backend = Backend(client, history_size=100, ttl_seconds=60)
+    backend = Backend(client, jobs=POLICY)
     recorder = Recorder()
     await hub.subscribe("hubtest:reconnect", recorder)
-    published = [await backend.publish("hubtest:reconnect", {"n": 0})]
+    published = [(await backend.publish("hubtest:reconnect", {"n": 0}, POLICY))[0]]
     await recorder.wait_for(1)
     for round_ in range(3):
         await client.client_kill_filter(_type="pubsub")
         # Published while the hub is disconnected: only the history has these.
         for n in range(5):
-            published.append(await backend.publish("hubtest:reconnect", {"n": round_ * 5 + n}))
+            offset, _ = await backend.publish("hubtest:reconnect", {"n": round_ * 5 + n}, POLICY)
+            published.append(offset)
         await recorder.wait_for(len(published))
     assert recorder.offsets == published
     assert hub.connected

@@ -1,0 +1,49 @@
+"""Who is calling: bearer tokens, API keys and browser origins, read from request headers."""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+
+from gateway.errors import ApiError
+from pushgate.auth import Authenticator, AuthError
+from pushgate.channels import Identity
+
+
+def bearer_token(headers: Headers) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def identify(auth: Authenticator, headers: Headers) -> Identity:
+    """The identity ``Authorization: Bearer <jwt>`` proves; 401 when it proves none."""
+    try:
+        return auth.identify(bearer_token(headers))
+    except AuthError as exc:
+        raise ApiError(401, "unauthorized", str(exc)) from None
+
+
+def api_key_valid(headers: Headers, keys: str) -> bool:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    offered = headers.get("x-api-key") or (value.strip() if scheme.lower() == "apikey" else "")
+    if not offered:
+        return False
+    # Check every key, so the time taken says nothing about which one nearly matched.
+    matches = [hmac.compare_digest(offered, key.strip()) for key in keys.split(",") if key.strip()]
+    return any(matches)
+
+
+def origin_allowed(headers: Headers, allowed: str) -> bool:
+    """Browsers send Origin; others may not, and are not subject to this check.
+
+    ``allowed`` is a comma-separated list, ``*`` for any; empty allows only our own origin.
+    """
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    entries = {entry.strip().rstrip("/") for entry in allowed.split(",") if entry.strip()}
+    if "*" in entries or origin.rstrip("/") in entries:
+        return True
+    return not entries and urlsplit(origin).netloc == headers.get("host", "")

@@ -1,0 +1,65 @@
+"""May this caller read this channel? One answer for WebSocket, SSE, history and GET /jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.services import Services
+from pushgate.auth import AuthError
+from pushgate.backend import JobRecord
+from pushgate.channels import JOB_NAMESPACE, Channel, Identity, Namespace, may_subscribe
+from pushgate.protocol import ErrorCode, RpcError
+
+
+@dataclass(frozen=True, slots=True)
+class Readable:
+    namespace: Namespace
+    job: JobRecord | None  # the job, for a job channel
+
+
+HTTP_STATUS = {
+    ErrorCode.UNAUTHORIZED: (401, "unauthorized"),
+    ErrorCode.PERMISSION_DENIED: (403, "permission_denied"),
+    ErrorCode.UNKNOWN_CHANNEL: (404, "unknown_channel"),
+}
+
+
+def namespace_of(svc: Services, channel: Channel) -> Namespace:
+    namespace = svc.namespaces.get(channel)
+    if namespace is None:
+        raise RpcError(ErrorCode.UNKNOWN_CHANNEL, f"no namespace {channel.namespace!r}")
+    return namespace
+
+
+async def authorize_read(
+    svc: Services, channel: Channel, identity: Identity, token: str | None
+) -> Readable:
+    """Raise RpcError (unknown channel, unauthorized, permission denied) unless readable.
+
+    ``token`` is a subscribe token, which opens the one channel it names.
+    """
+    namespace = namespace_of(svc, channel)
+    token_channel = None
+    if token is not None:
+        try:
+            token_channel = svc.auth.subscribe_token_channel(token)
+        except AuthError as exc:
+            raise RpcError(ErrorCode.UNAUTHORIZED, str(exc)) from None
+    job = None
+    if namespace.name == JOB_NAMESPACE:
+        job = await svc.backend.get_job(channel.name)
+        if job is None:
+            raise RpcError(ErrorCode.UNKNOWN_CHANNEL, f"unknown job {channel.name}")
+    allowed = may_subscribe(
+        namespace,
+        channel,
+        identity,
+        auth_enabled=svc.auth.enabled,
+        job_owner=job.owner if job else None,
+        token_channel=token_channel,
+    )
+    if not allowed:
+        if identity.user is None:
+            raise RpcError(ErrorCode.UNAUTHORIZED, f"a token is needed to read {channel}")
+        raise RpcError(ErrorCode.PERMISSION_DENIED, f"not allowed to read {channel}")
+    return Readable(namespace, job)
