@@ -29,6 +29,8 @@ class Outbox:
     def __init__(self, size: int) -> None:
         self._queue: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=size)
         self._closing = False
+        self._aborted: _Close | None = None
+        self._send_deadline: asyncio.Timeout | None = None
 
     @property
     def closing(self) -> bool:
@@ -47,15 +49,18 @@ class Outbox:
         if self._closing:
             return
         self._closing = True
-        with contextlib.suppress(asyncio.QueueFull):
+        try:
             self._queue.put_nowait(_Close(code, reason))
-            return
-        self._drop_queued_and_close(_Close(code, reason))
+        except asyncio.QueueFull:
+            self._drop_queued_and_close(_Close(code, reason))
 
     def abort(self, code: int, reason: str) -> None:
-        """Close now, dropping whatever is still queued."""
+        """Close now: drop what is queued, and stop waiting on a send the client blocks."""
         self._closing = True
-        self._drop_queued_and_close(_Close(code, reason))
+        self._aborted = _Close(code, reason)
+        self._drop_queued_and_close(self._aborted)
+        if self._send_deadline is not None:
+            self._send_deadline.reschedule(asyncio.get_running_loop().time())
 
     def _drop_queued_and_close(self, close: _Close) -> None:
         while not self._queue.empty():
@@ -67,14 +72,25 @@ class Outbox:
         while True:
             item = await self._queue.get()
             try:
-                async with asyncio.timeout(send_timeout):
+                async with asyncio.timeout(send_timeout) as self._send_deadline:
                     if isinstance(item, _Close):
                         await _close(websocket, item)
                         return
                     await websocket.send_text(item)
             except TimeoutError:
-                log.info("dropping a client whose send stalled for %.1f s", send_timeout)
+                await self._close_after_stall(websocket, send_timeout)
                 return
+            finally:
+                self._send_deadline = None
+
+    async def _close_after_stall(self, websocket: WebSocket, send_timeout: float) -> None:
+        # No frame was written (uvicorn waits for the socket to be writable before writing),
+        # so the close can follow; it reaches the client once it reads what is buffered.
+        close = self._aborted or _Close(CloseCode.SLOW_CONSUMER, "send timed out")
+        log.info("closing a stalled client (%s)", close.reason)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(send_timeout):
+                await _close(websocket, close)
 
 
 async def _close(websocket: WebSocket, close: _Close) -> None:

@@ -23,6 +23,7 @@ from pushgate.wire import (
 )
 
 MAX_HISTORY_LIMIT = 100
+_COMPACT = (",", ":")
 
 
 class ErrorCode(IntEnum):
@@ -295,14 +296,16 @@ _PARSERS: dict[str, Callable[[_Reader], Params]] = {
 
 
 def encode_result(request_id: RequestId, result: dict[str, Any]) -> str:
-    return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}, separators=_COMPACT)
 
 
 def encode_error(error: RpcError) -> str:
     body: dict[str, Any] = {"code": int(error.code), "message": error.message}
     if error.data is not None:
         body["data"] = error.data
-    return json.dumps({"jsonrpc": "2.0", "id": error.request_id, "error": body})
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": error.request_id, "error": body}, separators=_COMPACT
+    )
 
 
 # Per-connection rules

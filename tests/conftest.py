@@ -33,7 +33,11 @@ def redis_server() -> Iterator[RedisServer]:
 OPEN_ENV = {
     "PUSHGATE_AUTH_DISABLED": "true",
     "PUSHGATE_NAMESPACES": json.dumps(
-        {"chat": {"publish": True, "history_size": 100, "history_ttl": 3600}}
+        {
+            "chat": {"publish": True, "history_size": 100, "history_ttl": 3600},
+            "tiny": {"publish": True, "history_size": 3},
+            "feed": {},
+        }
     ),
     "PUSHGATE_FETCH_TIMEOUT": "2",
     "PUSHGATE_FETCH_RETRY_BACKOFF": "0.05",
@@ -52,6 +56,28 @@ def stack(redis_server: RedisServer) -> Iterator[Stack]:
     """
     env = {**OPEN_ENV, "PUSHGATE_ALLOW_PRIVATE_ADDRESSES": "true"}
     with Stack(redis_server.url, gateways=2, workers=2, env=env) as running:
+        yield running
+
+
+JWT_SECRET = "test-secret-" + "x" * 32
+API_KEY = "test-api-key"
+ALLOWED_ORIGIN = "http://app.example"
+
+
+@pytest.fixture(scope="session")
+def auth_stack(redis_server: RedisServer) -> Iterator[Stack]:
+    """A gateway and a worker with authentication on (HS256), an API key and an origin list."""
+    env = {
+        "PUSHGATE_JWT_SECRET": JWT_SECRET,
+        "PUSHGATE_API_KEYS": f"old-key,{API_KEY}",
+        "PUSHGATE_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
+        "PUSHGATE_CONNECT_TIMEOUT": "1",
+        "PUSHGATE_ALLOW_PRIVATE_ADDRESSES": "true",
+        "PUSHGATE_NAMESPACES": json.dumps(
+            {"chat": {"publish": True}, "team": {"publish": True, "private": True}}
+        ),
+    }
+    with Stack(redis_db(redis_server, 2), gateways=1, workers=1, env=env) as running:
         yield running
 
 

@@ -50,8 +50,11 @@ class Stack:
     ) -> None:
         self.close()
 
-    def start_gateway(self) -> Gateway:
-        """Replicas alternate between the two documented forms: the app and its factory."""
+    def start_gateway(self, env: dict[str, str] | None = None) -> Gateway:
+        """Replicas alternate between the two documented forms: the app and its factory.
+
+        ``env`` overrides the stack's environment for this gateway only.
+        """
         port = free_port()
         target = (
             ["gateway.app:app"]
@@ -60,9 +63,9 @@ class Stack:
         )
         argv = [
             str(BIN / "uvicorn"), *target, "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "warning",
+            "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
-        gateway = Gateway(spawn(argv, env=self.env), port)
+        gateway = Gateway(spawn(argv, env={**self.env, **(env or {})}), port)
         self.gateways.append(gateway)
         _wait_ready(gateway)
         return gateway
@@ -71,6 +74,10 @@ class Stack:
         worker = spawn([str(BIN / "arq"), "worker.WorkerSettings"], env=self.env, quiet=True)
         self.workers.append(worker)
         return worker
+
+    def stop_gateway(self, gateway: Gateway) -> None:
+        stop(gateway.process)
+        self.gateways.remove(gateway)
 
     def close(self) -> None:
         for process in [*self.workers, *(g.process for g in self.gateways)]:
