@@ -59,7 +59,7 @@ async def authorize_read(
         token_channel=token_channel,
     )
     if not allowed:
-        if identity.user is None:
+        if identity.user is None and token_channel is None:
             raise RpcError(ErrorCode.UNAUTHORIZED, f"a token is needed to read {channel}")
         raise RpcError(ErrorCode.PERMISSION_DENIED, f"not allowed to read {channel}")
     return Readable(namespace, job)

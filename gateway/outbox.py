@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from pushgate.wire import CloseCode, OffsetKey, Publication, parse_offset
+from pushgate.wire import CloseCode, OffsetKey, Publication, close_reason, parse_offset
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Outbox:
 
 async def _close(websocket: WebSocket, close: _Close) -> None:
     if websocket.application_state == WebSocketState.CONNECTED:
-        await websocket.close(close.code, close.reason)
+        await websocket.close(close.code, close_reason(close.reason))
 
 
 class Feed:

@@ -19,7 +19,14 @@ from gateway.sockets import run_until_either_ends, subscribe_feed
 from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel
 from pushgate.events import is_terminal
 from pushgate.protocol import ErrorCode, RpcError
-from pushgate.wire import CloseCode, OffsetKey, Publication, WireError, parse_offset
+from pushgate.wire import (
+    CloseCode,
+    OffsetKey,
+    Publication,
+    WireError,
+    close_reason,
+    parse_offset,
+)
 from pushgate.wire import validate_request_id as _validate_id
 
 # Clients of this endpoint only need to send pings or nothing at all.
@@ -43,7 +50,7 @@ async def job_socket(websocket: WebSocket) -> None:
         since = websocket.query_params.get("since")
         after = None if since is None else parse_offset(since)
     except WireError as exc:
-        await websocket.close(CloseCode.BAD_REQUEST, exc.message)
+        await websocket.close(CloseCode.BAD_REQUEST, close_reason(exc.message))
         return
     channel = Channel(JOB_NAMESPACE, request_id)
     try:
@@ -58,7 +65,8 @@ async def job_socket(websocket: WebSocket) -> None:
             readable.job is not None and readable.job.finished,
         )
     except RpcError as exc:
-        await websocket.close(_CLOSE_FOR.get(exc.code, CloseCode.INTERNAL_ERROR), exc.message)
+        code = _CLOSE_FOR.get(exc.code, CloseCode.INTERNAL_ERROR)
+        await websocket.close(code, close_reason(exc.message))
 
 
 async def _stream(

@@ -137,6 +137,8 @@ class RpcConnection:
                 exc.request_id = request.id
             if request is None or request.id is not None:
                 self._outbox.push(encode_error(exc))
+            if exc.close_code is not None:
+                self._outbox.finish(exc.close_code, exc.message)
             return
         if request.id is not None:
             self._outbox.push(encode_result(request.id, result))
@@ -176,8 +178,8 @@ class RpcConnection:
         try:
             identity = self._svc.auth.identify(params.token)
         except AuthError as exc:
-            self._outbox.finish(CloseCode.UNAUTHORIZED, "authentication failed")
-            raise RpcError(ErrorCode.UNAUTHORIZED, str(exc)) from None
+            code, reason = ErrorCode.UNAUTHORIZED, str(exc)
+            raise RpcError(code, reason, close_code=CloseCode.UNAUTHORIZED) from None
         self._session.connect(identity)
         if identity.expires_at is not None:
             delay = max(0.0, identity.expires_at - time.time())

@@ -45,7 +45,10 @@ RequestId = int | str
 
 
 class RpcError(Exception):
-    """An error answer; ``request_id`` is the id it answers (None when unknown)."""
+    """An error answer; ``request_id`` is the id it answers (None when unknown).
+
+    ``close_code``: the connection is closed with it right after the answer.
+    """
 
     def __init__(
         self,
@@ -54,12 +57,14 @@ class RpcError(Exception):
         data: dict[str, Any] | None = None,
         *,
         request_id: RequestId | None = None,
+        close_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.data = data
         self.request_id = request_id
+        self.close_code = close_code
 
 
 def invalid_params(message: str, name: str) -> RpcError:

@@ -47,6 +47,14 @@ class CloseCode(IntEnum):
     TOO_MANY_CONNECTIONS = 4429
 
 
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to fit a close frame, on a character boundary."""
+    return text.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+
+
 def new_request_id() -> str:
     """An unguessable id: 128 random bits, URL-safe, within the request-id alphabet."""
     return secrets.token_urlsafe(16)

@@ -7,6 +7,7 @@ import pytest
 from pushgate.wire import (
     Publication,
     WireError,
+    close_reason,
     job_channel,
     job_ws_path,
     new_request_id,
@@ -103,3 +104,11 @@ def test_publication_frame_embeds_the_published_json() -> None:
     assert publication.data["type"] == "result"
     assert publication.key == (5, 1)
     assert publication.job_frame is publication.job_frame  # encoded once
+
+
+def test_close_reasons_fit_a_close_frame() -> None:
+    assert close_reason("short") == "short"
+    long = "é" * 100  # 200 bytes
+    cut = close_reason(long)
+    assert len(cut.encode()) <= 123
+    assert long.startswith(cut)
