@@ -75,7 +75,8 @@ def run_dev(options: DevOptions, environ: Mapping[str, str]) -> int:
 def _gateway_argv(options: DevOptions) -> list[str]:
     return python_module(
         "uvicorn", "gateway.app:app", "--host", options.host, "--port", str(options.port),
-        "--ws-per-message-deflate", "false", "--no-access-log",
+        "--ws-per-message-deflate", "false", "--ws-ping-interval", "20",
+        "--ws-ping-timeout", "20", "--no-access-log",
     )  # fmt: skip
 
 
