@@ -27,7 +27,7 @@ from gateway.services import Services, services
 from gateway.sockets import run_until_either_ends, subscribe_feed
 from pushgate.auth import AuthError
 from pushgate.backend import HistoryPolicy, Replay
-from pushgate.channels import ANONYMOUS, Channel, Identity, may_publish
+from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity, may_publish
 from pushgate.protocol import (
     ConnectParams,
     ErrorCode,
@@ -47,7 +47,7 @@ from pushgate.protocol import (
     parse_params,
     parse_request,
 )
-from pushgate.wire import CloseCode, job_channel, new_request_id, parse_offset
+from pushgate.wire import CloseCode, new_request_id, parse_offset
 
 log = logging.getLogger(__name__)
 
@@ -249,18 +249,18 @@ class RpcConnection:
 
     async def _submit(self, params: SubmitParams) -> Outcome:
         request_id = params.request_id or new_request_id()
-        channel = job_channel(request_id)
+        channel = Channel(JOB_NAMESPACE, request_id)
         feed = None
-        if params.subscribe:
-            self._session.check_can_subscribe(Channel("job", request_id))
+        if params.subscribe:  # before the job exists, so not one of its events can slip by
+            self._session.check_can_subscribe(channel)
             feed = self._new_feed(None)
-            await self._attach(channel, feed)
+            await self._attach(channel.full, feed)
         try:
             _created, job = await submit_job(self._svc, request_id, params.url, self._identity)
-            history = await self._svc.backend.history(channel) if feed else []
+            history = await self._svc.backend.history(channel.full) if feed else []
         except BaseException as exc:
             if feed is not None:
-                await self._unsubscribe(Channel("job", request_id))
+                await self._unsubscribe(channel)
             if isinstance(exc, JobConflictError):
                 raise RpcError(ErrorCode.CONFLICT, str(exc)) from None
             raise
