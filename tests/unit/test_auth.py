@@ -59,7 +59,7 @@ def test_hs256_connection_token() -> None:
         hs({"sub": "a", "exp": int(time.time()) - 60}),
         hs({"sub": "a", "channels": "team:*"}),
         hs({"sub": "a", "aud": "pushgate:subscribe"}),
-        jwt.encode({"sub": "a"}, None, algorithm="none"),
+        jwt.encode({"sub": "a"}, "", algorithm="none"),
         "not.a.jwt",
         "",
     ],
