@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 
-from gateway import health, jobs_api, publish_api, sse, ws_jobs, ws_rpc
+from gateway import health, jobs_api, pages, publish_api, sse, ws_jobs, ws_rpc
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.hub import Hub
 from gateway.services import ConnectionGate, Services
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *ws_rpc.ROUTES,
             *sse.ROUTES,
             *health.ROUTES,
+            *pages.ROUTES,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
