@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import health, jobs_api, pages, publish_api, sse, ws_jobs, ws_rpc
 from gateway.errors import EXCEPTION_HANDLERS
@@ -24,7 +25,7 @@ from pushgate.pubsub import PubSubConnection
 from pushgate.settings import Settings
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> ASGIApp:
     resolved = settings if settings is not None else Settings.from_env(os.environ)
     resolved.validate_gateway()
     namespaces = Namespaces.from_settings(resolved)  # fails fast on a bad namespace config
@@ -54,12 +55,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await hub.stop()
             await redis.aclose()
 
-    return Starlette(
+    starlette = Starlette(
         routes=[
             *jobs_api.ROUTES,
             *publish_api.ROUTES,
             *ws_jobs.ROUTES,
-            *ws_rpc.ROUTES,
             *sse.ROUTES,
             *health.ROUTES,
             *pages.ROUTES,
@@ -67,9 +67,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    return _with_realtime_socket(starlette)
 
 
-def __getattr__(name: str) -> Starlette:
+def _with_realtime_socket(starlette: Starlette) -> ASGIApp:
+    """Route ``WS /ws`` around Starlette's per-message wrappers: the hottest path of all gets
+    uvicorn's own ``send`` (see ``direct.py``); everything else, lifespan included, is Starlette.
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await ws_rpc.rpc_socket(scope, receive, send)
+        else:
+            await starlette(scope, receive, send)
+
+    return app
+
+
+def __getattr__(name: str) -> ASGIApp:
     if name == "app":
         return create_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ from gateway.access import origin_allowed
 from gateway.channel_access import authorize_read
 from gateway.outbox import Feed, Outbox
 from gateway.services import Services, services
-from gateway.sockets import run_until_either_ends, subscribe_feed
+from gateway.sockets import subscribe_feed
 from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel
 from pushgate.events import is_terminal
 from pushgate.protocol import ErrorCode, RpcError
@@ -77,7 +77,8 @@ async def _stream(
     after: OffsetKey | None,
     finished: bool,
 ) -> None:
-    outbox = Outbox(svc.settings.ws_queue_size)
+    settings = svc.settings
+    outbox = Outbox(websocket, size=settings.ws_queue_size, send_timeout=settings.ws_send_timeout)
 
     def forward(publication: Publication) -> None:
         outbox.push(publication.job_frame)
@@ -87,7 +88,7 @@ async def _stream(
     feed = Feed(
         forward,
         after=after,
-        held_limit=svc.settings.ws_queue_size,
+        held_limit=settings.ws_queue_size,
         overflow=lambda: outbox.abort(CloseCode.SLOW_CONSUMER, "client is not reading"),
     )
     await subscribe_feed(svc, channel, feed)
@@ -96,14 +97,15 @@ async def _stream(
         if finished:
             # The terminal event was in history; if it was not sent, `since` was past it.
             outbox.finish(CloseCode.NORMAL, "job finished")
-        await run_until_either_ends(
-            outbox.run(websocket, svc.settings.ws_send_timeout), _drain_inbound(websocket)
-        )
+        await _drain_inbound(websocket)
     finally:
+        await outbox.stop()
         await svc.hub.unsubscribe(channel, feed)
 
 
 async def _drain_inbound(websocket: WebSocket) -> None:
+    """Read until the client leaves (also after a close we sent: it answers, or uvicorn drops it
+    after its close timeout)."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":

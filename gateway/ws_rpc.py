@@ -16,15 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
-from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from gateway.access import origin_allowed
 from gateway.channel_access import authorize_read, namespace_of
+from gateway.direct import DirectSink
 from gateway.jobs import JobConflictError, job_reply, submit_job
 from gateway.outbox import Feed, Outbox
 from gateway.services import Services, services
-from gateway.sockets import run_until_either_ends, subscribe_feed
+from gateway.sockets import subscribe_feed
 from pushgate.auth import AuthError
 from pushgate.backend import HistoryPolicy, Replay
 from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity, may_publish
@@ -56,7 +57,9 @@ Result = dict[str, Any]
 Outcome = tuple[Result, Callable[[], None] | None]
 
 
-async def rpc_socket(websocket: WebSocket) -> None:
+async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app of ``WS /ws``: it gets uvicorn's own ``send`` (see ``direct.py``)."""
+    websocket = WebSocket(scope, receive, send)
     svc = services(websocket)
     await websocket.accept()
     if not origin_allowed(websocket.headers, svc.settings.allowed_origins):
@@ -66,18 +69,21 @@ async def rpc_socket(websocket: WebSocket) -> None:
         await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, "gateway is full, try another")
         return
     try:
-        await RpcConnection(websocket, svc).run()
+        await RpcConnection(websocket, svc, DirectSink.of(send)).run()
     finally:
         svc.connections.leave()
 
 
 class RpcConnection:
-    def __init__(self, websocket: WebSocket, svc: Services) -> None:
+    def __init__(self, websocket: WebSocket, svc: Services, direct: DirectSink | None) -> None:
         settings = svc.settings
         self._ws = websocket
         self._svc = svc
         self._loop = asyncio.get_running_loop()
-        self._outbox = Outbox(settings.ws_queue_size)
+        self._outbox = Outbox(
+            websocket, size=settings.ws_queue_size, send_timeout=settings.ws_send_timeout,
+            direct=direct,
+        )  # fmt: skip
         self._session = Session(
             auth_required=svc.auth.enabled,
             max_subscriptions=settings.max_subscriptions,
@@ -94,17 +100,17 @@ class RpcConnection:
 
     async def run(self) -> None:
         try:
-            await run_until_either_ends(
-                self._outbox.run(self._ws, self._svc.settings.ws_send_timeout), self._read_loop()
-            )
+            await self._read_loop()
         finally:
+            await self._outbox.stop()
             if self._expiry is not None:
                 self._expiry.cancel()
             for channel, feed in self._feeds.items():
                 await self._svc.hub.unsubscribe(channel, feed)
 
     async def _read_loop(self) -> None:
-        """Read until the client leaves; a close we start is sent by the writer, which ends."""
+        """Read until the client leaves (also after a close we sent: it answers, or uvicorn
+        drops it after its close timeout)."""
         settings = self._svc.settings
         connect_by = self._loop.time() + settings.connect_timeout
         while True:
@@ -194,7 +200,7 @@ class RpcConnection:
 
     def _new_feed(self, floor: str | None) -> Feed:
         return Feed(
-            lambda publication: self._outbox.push(publication.rpc_frame),
+            lambda publication: self._outbox.push(publication.rpc_frame, publication.rpc_wire),
             after=parse_offset(floor) if floor else None,
             held_limit=self._svc.settings.ws_queue_size,
             overflow=lambda: self._outbox.abort(CloseCode.SLOW_CONSUMER, "client too slow"),
@@ -289,6 +295,3 @@ class RpcConnection:
         if since is not None:
             result["recovered"] = replay.recovered
         return result
-
-
-ROUTES = [WebSocketRoute("/ws", rpc_socket)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import struct
 from enum import IntEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,6 +105,21 @@ def parse_offset(value: str) -> OffsetKey:
     return int(match[1]), int(match[2])
 
 
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, uncompressed WebSocket text frame (RFC 6455 5.2), as servers send them.
+
+    The same bytes go to every client of a publication, so a gateway frames it once.
+    """
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
+
+
 _UNDECODED: Any = object()
 
 
@@ -114,6 +130,7 @@ class Publication:
         "_data",
         "_job_frame",
         "_rpc_frame",
+        "_rpc_wire",
         "channel",
         "epoch",
         "key",
@@ -130,6 +147,7 @@ class Publication:
         self._data: Any = _UNDECODED
         self._job_frame: str | None = None
         self._rpc_frame: str | None = None
+        self._rpc_wire: bytes | None = None
 
     @property
     def data(self) -> Any:
@@ -155,6 +173,13 @@ class Publication:
                 f'{{"jsonrpc":"2.0","method":"publication","params":{self._params_json()}}}'
             )
         return self._rpc_frame
+
+    @property
+    def rpc_wire(self) -> bytes:
+        """``rpc_frame`` as a complete WebSocket frame, ready to write to any client's socket."""
+        if self._rpc_wire is None:
+            self._rpc_wire = text_frame(self.rpc_frame.encode())
+        return self._rpc_wire
 
     @property
     def sse_event(self) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
 
 from gateway.outbox import Feed, Outbox
 from pushgate.wire import Publication
@@ -55,28 +58,78 @@ def test_held_events_are_bounded() -> None:
     assert seen == ["1-0", "2-0"]
 
 
-async def drain(outbox: Outbox) -> list[object]:
-    return [outbox._queue.get_nowait() for _ in range(outbox._queue.qsize())]
+class AsgiPeer:
+    """The client end of an in-memory ASGI WebSocket: records what the app sends, and can stop
+    reading (its sends then block until ``resume``), like a client whose socket is full."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.reading = asyncio.Event()
+        self.reading.set()
+
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.Event().wait()  # the peer never sends
+        raise AssertionError
+
+    async def send(self, message: Any) -> None:
+        await self.reading.wait()
+        self.sent.append(dict(message))
+
+    def socket(self) -> WebSocket:
+        scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+        websocket = WebSocket(scope, self.receive, self.send)
+        websocket.application_state = WebSocketState.CONNECTED
+        return websocket
+
+    @property
+    def texts(self) -> list[str]:
+        return [m["text"] for m in self.sent if m["type"] == "websocket.send"]
+
+    @property
+    def close_codes(self) -> list[int]:
+        return [m["code"] for m in self.sent if m["type"] == "websocket.close"]
 
 
-async def test_outbox_overflow_drops_queue_and_closes_with_slow_consumer() -> None:
-    outbox = Outbox(size=2)
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_outbox_sends_in_order_then_closes_after_queued_frames() -> None:
+    peer = AsgiPeer()
+    outbox = Outbox(peer.socket(), size=3, send_timeout=5)
     outbox.push("a")
     outbox.push("b")
-    outbox.push("c")  # no room: the client is too slow
-    assert outbox.closing
-    items = await drain(outbox)
-    assert len(items) == 1
-    assert getattr(items[0], "code", None) == 4408
-    outbox.push("d")  # ignored once closing
-    assert await drain(outbox) == []
-
-
-async def test_outbox_finish_closes_after_queued_frames() -> None:
-    outbox = Outbox(size=3)
-    outbox.push("a")
     outbox.finish(1000, "done")
-    items = await drain(outbox)
-    assert items[0] == "a"
-    assert getattr(items[1], "code", None) == 1000
-    await asyncio.sleep(0)
+    outbox.push("c")  # after finish: dropped
+    await settle()
+    assert peer.texts == ["a", "b"]
+    assert peer.close_codes == [1000]
+
+
+async def test_outbox_overflow_drops_the_queue_and_closes_as_slow_consumer() -> None:
+    peer = AsgiPeer()
+    peer.reading.clear()
+    outbox = Outbox(peer.socket(), size=2, send_timeout=5)
+    outbox.push("a")
+    await settle()  # "a" is in flight, blocked on the client
+    for frame in "bcd":  # "b" and "c" fill the queue, "d" overflows it
+        outbox.push(frame)
+    assert outbox.closing
+    peer.reading.set()
+    await settle()
+    assert peer.texts == []  # the stalled send was given up, not finished
+    assert peer.close_codes == [4408]
+
+
+async def test_outbox_abort_interrupts_a_stalled_send() -> None:
+    peer = AsgiPeer()
+    peer.reading.clear()
+    outbox = Outbox(peer.socket(), size=10, send_timeout=60)
+    outbox.push("a")
+    await settle()  # the writer is now blocked sending "a"
+    outbox.abort(4408, "too slow")
+    peer.reading.set()
+    await settle()
+    assert peer.close_codes == [4408]
+    await outbox.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from websockets.frames import Frame, Opcode
 
 from pushgate.wire import (
     Publication,
@@ -12,6 +13,7 @@ from pushgate.wire import (
     job_ws_path,
     new_request_id,
     parse_offset,
+    text_frame,
     validate_request_id,
     validate_url,
 )
@@ -112,3 +114,10 @@ def test_close_reasons_fit_a_close_frame() -> None:
     cut = close_reason(long)
     assert len(cut.encode()) <= 123
     assert long.startswith(cut)
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_text_frames_match_the_websockets_library(size: int) -> None:
+    payload = b"x" * size
+    expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+    assert text_frame(payload) == expected
