@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
+from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -62,7 +63,10 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
     websocket = WebSocket(scope, receive, send)
     svc = services(websocket)
     await websocket.accept()
-    if not origin_allowed(websocket.headers, svc.settings.allowed_origins):
+    allowed = origin_allowed(Headers(scope=scope), svc.settings.allowed_origins)
+    # The handshake's headers are of no use past this point: an idle socket should not hold them.
+    scope["headers"] = []
+    if not allowed:
         await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
         return
     if not svc.connections.try_enter():
@@ -75,6 +79,8 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class RpcConnection:
+    __slots__ = ("_expiry", "_feeds", "_loop", "_outbox", "_session", "_svc", "_ws")
+
     def __init__(self, websocket: WebSocket, svc: Services, direct: DirectSink | None) -> None:
         settings = svc.settings
         self._ws = websocket

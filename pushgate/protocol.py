@@ -319,6 +319,11 @@ def encode_error(error: RpcError) -> str:
 class Session:
     """What one connection may do next. Time comes in as ``now`` so tests control it."""
 
+    __slots__ = (
+        "_auth_required", "_burst", "_max_subscriptions", "_rate", "_refilled_at", "_tokens",
+        "identity", "subscriptions",
+    )  # fmt: skip
+
     def __init__(
         self,
         *,
