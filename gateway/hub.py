@@ -14,10 +14,8 @@ import logging
 from collections import defaultdict
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
 from pushgate.backend import Backend
-from pushgate.pubsub import Confirmed, Disconnected, PubSubConnection
+from pushgate.pubsub import Confirmed, PubSubConnection
 from pushgate.wire import OffsetKey, Publication
 
 log = logging.getLogger(__name__)
@@ -31,17 +29,12 @@ class Subscriber(Protocol):
         """Take one publication; called from the reader task, must not block."""
 
 
-class SubscribeError(Exception):
-    """Redis could not be asked to subscribe the channel."""
-
-
 class _Channel:
-    __slots__ = ("error", "held", "last_key", "live", "subscribers")
+    __slots__ = ("held", "last_key", "live", "subscribers")
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
         self.live = asyncio.Event()
-        self.error: Exception | None = None
         # Highest offset handed to subscribers: the hub passes each offset on at most once.
         self.last_key: OffsetKey | None = None
         # Live events held back while a catch-up reads what was missed during a reconnect.
@@ -69,7 +62,7 @@ class Hub:
             try:
                 await self._connection.start()
                 break
-            except (RedisError, OSError) as exc:
+            except OSError as exc:  # refused, timed out, or AUTH failed
                 log.warning("redis pub/sub unavailable (%s); retrying", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -98,16 +91,10 @@ class Hub:
         if entry is None:
             entry = self._channels[channel] = _Channel()
             entry.subscribers.add(subscriber)
-            try:
-                await self._send(channel, subscribe=True)
-            except Exception as exc:
-                entry.error = exc
-                entry.live.set()  # wake everyone who joined meanwhile, to fail with us
+            self._send(channel, subscribe=True)
         else:
             entry.subscribers.add(subscriber)
         await entry.live.wait()
-        if entry.error is not None:
-            raise SubscribeError(f"cannot subscribe {channel}: {entry.error}") from entry.error
 
     async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         entry = self._channels.get(channel)
@@ -116,20 +103,15 @@ class Hub:
         entry.subscribers.discard(subscriber)
         if not entry.subscribers:
             del self._channels[channel]
-            await self._send(channel, subscribe=False)
+            self._send(channel, subscribe=False)
 
-    async def _send(self, channel: str, *, subscribe: bool) -> None:
-        self._pending[channel] += 1
-        try:
-            if subscribe:
-                await self._connection.subscribe(channel)
-            else:
-                await self._connection.unsubscribe(channel)
-        except Exception:
-            self._settle(channel)  # not sent, so no confirmation will come
-            if subscribe:
-                self._channels.pop(channel, None)
-            raise
+    def _send(self, channel: str, *, subscribe: bool) -> None:
+        """Count the command as pending only if it went out: while disconnected, the reconnect
+        resubscribes what is wanted, and those confirmations come unasked."""
+        connection = self._connection
+        sent = connection.subscribe(channel) if subscribe else connection.unsubscribe(channel)
+        if sent:
+            self._pending[channel] += 1
 
     def _settle(self, channel: str) -> int:
         left = self._pending[channel] - 1
@@ -142,25 +124,23 @@ class Hub:
     async def _read_loop(self) -> None:
         backoff = _MIN_BACKOFF
         while True:
-            event = await self._connection.next_event()
-            if isinstance(event, Publication):
-                self._dispatch(event)
-            elif isinstance(event, Confirmed):
-                try:
-                    await self._on_confirmed(event)
-                except Exception:  # the next Disconnected event brings recovery
-                    log.exception("pub/sub command for %s failed", event.channel)
-            elif isinstance(event, Disconnected):
-                log.warning("redis pub/sub disconnected (%s); reconnecting", event.reason)
-                self.connected = False
-                # Whatever was in flight died with the connection; redis-py resubscribes
-                # the channels it knows, and those confirmations drive the catch-up.
-                self._pending.clear()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-                continue
-            self.connected = True
-            backoff = _MIN_BACKOFF
+            for event in await self._connection.next_events():
+                if isinstance(event, Publication):
+                    self._dispatch(event)
+                elif isinstance(event, Confirmed):
+                    self._on_confirmed(event)
+                else:
+                    log.warning("redis pub/sub disconnected (%s); reconnecting", event.reason)
+                    self.connected = False
+                    # Whatever was in flight died with the connection; the reconnect
+                    # resubscribes what is wanted, and those confirmations drive the catch-up.
+                    self._pending.clear()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    break
+            else:
+                self.connected = True
+                backoff = _MIN_BACKOFF
 
     def _dispatch(self, publication: Publication) -> None:
         entry = self._channels.get(publication.channel)
@@ -179,16 +159,16 @@ class Hub:
         for subscriber in tuple(entry.subscribers):
             subscriber.deliver(publication)
 
-    async def _on_confirmed(self, event: Confirmed) -> None:
+    def _on_confirmed(self, event: Confirmed) -> None:
         channel = event.channel
         if channel in self._pending and self._settle(channel) > 0:
             return  # later commands for this channel are still in flight
         entry = self._channels.get(channel)
         if entry is None:
             if event.subscribed:  # resubscribed after a reconnect, but nobody wants it now
-                await self._send(channel, subscribe=False)
+                self._send(channel, subscribe=False)
         elif not event.subscribed:
-            await self._send(channel, subscribe=True)
+            self._send(channel, subscribe=True)
         elif not entry.live.is_set():
             entry.live.set()
         else:

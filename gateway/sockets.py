@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.hub import SubscribeError
 from gateway.outbox import Feed
 from gateway.services import Services
 from pushgate.protocol import ErrorCode, RpcError
@@ -13,10 +12,11 @@ SUBSCRIBE_TIMEOUT = 10.0
 
 
 async def subscribe_feed(svc: Services, channel: str, feed: Feed) -> None:
-    """Subscribe ``feed`` through the hub; RpcError(UNAVAILABLE) when Redis does not confirm."""
+    """Subscribe ``feed`` through the hub; RpcError(UNAVAILABLE) when Redis does not confirm in
+    time (it is down, or reconnecting)."""
     try:
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
             await svc.hub.subscribe(channel, feed)
-    except (TimeoutError, SubscribeError):
+    except TimeoutError:
         await svc.hub.unsubscribe(channel, feed)
         raise RpcError(ErrorCode.UNAVAILABLE, "the event stream is unavailable; retry") from None

@@ -37,9 +37,13 @@ def find_redis_server() -> str:
 class RedisServer:
     """Start with ``start()``; keeps nothing on disk; ``stop()`` ends it by pid."""
 
-    def __init__(self, *, port: int | None = None, quiet: bool = True) -> None:
+    def __init__(
+        self, *, port: int | None = None, quiet: bool = True, password: str | None = None
+    ) -> None:
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{password}@" if password else ""
+        self.url = f"redis://{credentials}127.0.0.1:{self.port}/0"
+        self._password = password
         self._quiet = quiet
         self._dir = tempfile.TemporaryDirectory(prefix="pushgate-redis-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -52,6 +56,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             "--dir", self._dir.name,
+            *(["--requirepass", self._password] if self._password else []),
         ]  # fmt: skip
         self.process = spawn(argv, quiet=self._quiet)
         self._wait_until_ready()
@@ -59,7 +64,7 @@ class RedisServer:
 
     def _wait_until_ready(self) -> None:
         assert self.process is not None
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
         deadline = time.monotonic() + START_TIMEOUT
         try:
             while True:

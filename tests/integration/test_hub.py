@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from gateway.hub import Hub
 from pushgate.backend import Backend, HistoryPolicy
-from pushgate.pubsub import PubSubConnection
+from pushgate.pubsub import PubSubConnection, PubSubError, command
 from pushgate.redis_server import RedisServer
 from pushgate.wire import Publication
 
@@ -110,3 +110,31 @@ async def test_catches_up_from_history_after_pubsub_connection_is_killed(
     assert recorder.offsets == published
     assert hub.connected
     await hub.unsubscribe("hubtest:reconnect", recorder)
+
+
+async def test_pubsub_authenticates_when_redis_requires_a_password() -> None:
+    server = RedisServer(password="s3cret").start()
+    try:
+        client = aioredis.Redis.from_url(server.url)
+        backend = Backend(client, jobs=POLICY)
+        hub = Hub(PubSubConnection(server.url, ping_interval=0.5), backend)
+        await hub.start()
+        recorder = Recorder()
+        await hub.subscribe("hubtest:auth", recorder)
+        offset, _ = await backend.publish("hubtest:auth", {"n": 1}, POLICY)
+        await recorder.wait_for(1)
+        assert recorder.offsets == [offset]
+        await hub.stop()
+        await client.aclose()
+
+        wrong = PubSubConnection(server.url.replace("s3cret", "wrong"), ping_interval=0.5)
+        with pytest.raises(PubSubError, match="AUTH"):
+            await wrong.start()
+    finally:
+        server.stop()
+
+
+def test_commands_are_encoded_as_resp() -> None:
+    assert command("SUBSCRIBE", "pushgate:{chat:é}") == (
+        b"*2\r\n$9\r\nSUBSCRIBE\r\n$18\r\npushgate:{chat:\xc3\xa9}\r\n"
+    )
