@@ -16,7 +16,7 @@ from typing import Protocol
 
 from pushgate.backend import Backend
 from pushgate.pubsub import Confirmed, PubSubConnection
-from pushgate.wire import OffsetKey, Publication
+from pushgate.wire import OffsetKey, Publication, parse_offset
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Subscriber(Protocol):
 
 
 class _Channel:
-    __slots__ = ("held", "last_key", "live", "subscribers")
+    __slots__ = ("held", "last_key", "live", "position", "subscribers")
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
@@ -39,6 +39,9 @@ class _Channel:
         self.last_key: OffsetKey | None = None
         # Live events held back while a catch-up reads what was missed during a reconnect.
         self.held: list[Publication] | None = None
+        # (epoch, offset) at or after which every publication reaches the subscribers: the
+        # newest handed off, or a newer one read from the history since the channel went live.
+        self.position: tuple[OffsetKey, str, str] | None = None
 
 
 class Hub:
@@ -95,6 +98,27 @@ class Hub:
         else:
             entry.subscribers.add(subscriber)
         await entry.live.wait()
+
+    def attach_at_position(self, channel: str, subscriber: Subscriber) -> tuple[str, str] | None:
+        """Attach ``subscriber`` at once where the channel's position is known here: returns the
+        (epoch, offset) it starts after. None when it is not (subscribe, and read the history)."""
+        entry = self._channels.get(channel)
+        if entry is None or not entry.live.is_set() or entry.held is not None:
+            return None
+        if entry.position is None:
+            return None
+        entry.subscribers.add(subscriber)
+        _key, epoch, offset = entry.position
+        return epoch, offset
+
+    def note_position(self, channel: str, epoch: str, offset: str) -> None:
+        """Remember a position read from the history after the channel went live here."""
+        entry = self._channels.get(channel)
+        if entry is None or not offset or entry.held is not None:
+            return
+        key = parse_offset(offset)
+        if entry.position is None or key > entry.position[0]:
+            entry.position = (key, epoch, offset)
 
     async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         entry = self._channels.get(channel)
@@ -156,6 +180,8 @@ class Hub:
         if entry.last_key is not None and publication.key <= entry.last_key:
             return
         entry.last_key = publication.key
+        if entry.position is None or publication.key > entry.position[0]:
+            entry.position = (publication.key, publication.epoch, publication.offset)
         for subscriber in tuple(entry.subscribers):
             subscriber.deliver(publication)
 

@@ -28,7 +28,7 @@ from gateway.outbox import Feed, Outbox
 from gateway.services import Services, services
 from gateway.sockets import subscribe_feed
 from pushgate.auth import AuthError
-from pushgate.backend import HistoryPolicy, Replay
+from pushgate.backend import HistoryPolicy
 from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity, may_publish
 from pushgate.protocol import (
     ConnectParams,
@@ -36,7 +36,6 @@ from pushgate.protocol import (
     HistoryParams,
     Params,
     PingParams,
-    Position,
     PublishParams,
     Request,
     RpcError,
@@ -214,34 +213,53 @@ class RpcConnection:
 
     async def _attach(self, channel: str, feed: Feed) -> None:
         await subscribe_feed(self._svc, channel, feed)
+        self._register(channel, feed)
+
+    def _register(self, channel: str, feed: Feed) -> None:
         self._feeds[channel] = feed
         self._session.subscriptions.add(channel)
 
     async def _subscribe(self, params: SubscribeParams) -> Outcome:
-        channel = params.channel
+        channel, since = params.channel, params.since
         self._session.check_can_subscribe(channel)
         await authorize_read(self._svc, channel, self._identity, params.token)
-        since = params.since
-        feed = self._new_feed(since.offset if since else None)
+        if since is None:
+            return await self._subscribe_from_now(channel)
+        feed = self._new_feed(since.offset)
         await self._attach(channel.full, feed)
         try:
-            replay = await self._read_from(channel.full, since)
+            replay = await self._svc.backend.replay(
+                channel.full, after=since.offset, since_epoch=since.epoch
+            )
         except BaseException:
             await self._unsubscribe(channel)
             raise
         result: Result = {"channel": channel.full, "epoch": replay.epoch, "offset": replay.offset}
-        if since is not None:
-            result["recovered"] = replay.recovered
-        missed = replay.publications if replay.recovered else []
-        # A client that is not resuming starts at the newest offset it was told about.
-        floor = None if since is not None and replay.recovered else replay.offset or None
-        return result, lambda: feed.go_live(missed, floor=floor)
+        result["recovered"] = replay.recovered
+        if replay.recovered:
+            return result, lambda: feed.go_live(replay.publications)
+        # Nothing replayed: the client refetches its state and goes on from the newest offset.
+        return result, lambda: feed.go_live([], floor=replay.offset or None)
 
-    async def _read_from(self, channel: str, since: Position | None) -> Replay:
-        backend = self._svc.backend
-        if since is None:
-            return await backend.latest(channel, 1)
-        return await backend.replay(channel, after=since.offset, since_epoch=since.epoch)
+    async def _subscribe_from_now(self, channel: Channel) -> Outcome:
+        """Live from the channel's newest offset: known here when the channel is already live on
+        this gateway, so most subscribers of a busy channel cost no Redis round trip."""
+        hub = self._svc.hub
+        feed = self._new_feed(None)
+        position = hub.attach_at_position(channel.full, feed)
+        if position is not None:
+            self._register(channel.full, feed)
+        else:
+            await self._attach(channel.full, feed)
+            try:
+                position = await self._svc.backend.position(channel.full)
+            except BaseException:
+                await self._unsubscribe(channel)
+                raise
+            hub.note_position(channel.full, *position)
+        epoch, offset = position
+        result: Result = {"channel": channel.full, "epoch": epoch, "offset": offset}
+        return result, lambda: feed.go_live([], floor=offset or None)
 
     async def _unsubscribe(self, channel: Channel) -> Result:
         feed = self._feeds.pop(channel.full, None)

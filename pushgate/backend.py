@@ -108,6 +108,17 @@ return job
 )
 
 
+# KEYS: history, meta. The channel's (epoch, newest offset), "" and "" when it has no history:
+# where a new subscriber starts, read in one step.
+_POSITION_SCRIPT = """
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #newest == 0 then
+  return {'', ''}
+end
+return {redis.call('HGET', KEYS[2], 'epoch') or '', newest[1][1]}
+"""
+
+
 def redis_channel(channel: str) -> str:
     return f"{PREFIX}{{{channel}}}"
 
@@ -244,6 +255,7 @@ class Backend:
         self._publish = redis.register_script(_PUBLISH_SCRIPT)
         self._publish_job_event = redis.register_script(_PUBLISH_JOB_EVENT_SCRIPT)
         self._create_job = redis.register_script(_CREATE_JOB_SCRIPT)
+        self._position = redis.register_script(_POSITION_SCRIPT)
 
     async def publish(
         self,
@@ -334,6 +346,11 @@ class Backend:
             epoch=epoch,
             offset=_text(newest[0][0]) if newest else "",
         )
+
+    async def position(self, channel: str) -> tuple[str, str]:
+        """(epoch, newest offset) of ``channel``; ("", "") when it has no history."""
+        epoch, offset = await self._position(keys=[_history_key(channel), _meta_key(channel)])
+        return _text(epoch), _text(offset)
 
     async def latest(self, channel: str, limit: int) -> Replay:
         """The newest ``limit`` publications, oldest first."""

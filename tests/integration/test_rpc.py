@@ -210,3 +210,20 @@ async def test_slow_consumer_is_closed_and_slows_nobody(strict: Gateway, stack: 
         assert code == 4408
         assert "not reading" in reason
         assert len(slow.publications) < 300
+
+
+async def test_subscribing_to_a_channel_already_live_here_starts_after_its_newest(
+    stack: Stack,
+) -> None:
+    channel = room()
+    gateway = stack.gateways[0]
+    async with rpc(gateway.ws_url) as first, rpc(gateway.ws_url) as second:
+        await first.result("subscribe", {"channel": channel})
+        offsets = [await publish(first, channel, n) for n in range(3)]
+        await first.publications_until(3)  # the gateway has handed these out
+        joined = await second.result("subscribe", {"channel": channel})
+        assert joined["offset"] == offsets[-1]
+        assert joined["epoch"] == first.publications[0]["epoch"]
+        after = await publish(first, channel, "after")
+        got = await second.publications_until(1)
+        assert [p["offset"] for p in got] == [after]
