@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import health, jobs_api, pages, publish_api, sse, ws_jobs, ws_rpc
+from gateway.direct import Cork
 from gateway.errors import EXCEPTION_HANDLERS
 from gateway.hub import Hub
 from gateway.services import ConnectionGate, Services
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         connection = PubSubConnection(
             resolved.redis_url, ping_interval=resolved.pubsub_ping_interval
         )
-        hub = Hub(connection, backend)
+        cork = Cork()
+        hub = Hub(connection, backend, cork)
         await hub.start()
         try:
             yield {
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                     auth=Authenticator(resolved),
                     namespaces=namespaces,
                     connections=ConnectionGate(resolved.max_connections),
+                    cork=cork,
                 )
             }
         finally:

@@ -3,34 +3,80 @@
 A publication goes to thousands of sockets as the same bytes (server frames are not masked), so
 the gateway frames it once and hands those bytes to each connection's transport. That is only
 valid for uvicorn's sans-I/O WebSocket protocol with no extension negotiated (permessage-deflate
-compresses per connection); anything else takes the ordinary ASGI path. The frame goes out only
-when the connection is open and writable, so ordering and backpressure stay the protocol's.
+compresses per connection); anything else takes the ordinary ASGI path. A frame goes out only
+while the connection is open and writable, so ordering and backpressure stay the protocol's.
+
+While the hub hands out one batch of publications, writes are corked: each socket then gets all
+of its frames from that batch in one write, one system call instead of one per publication.
 """
 
 from __future__ import annotations
+
+from types import TracebackType
 
 from starlette.types import Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 
-class DirectSink:
-    __slots__ = ("_protocol",)
+class Cork:
+    """Collects direct writes while corked; uncorking flushes each socket's frames at once.
 
-    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+    Only ever corked around synchronous code (no await inside), so no other task's writes
+    (answers to calls, say) can be held back by it.
+    """
+
+    __slots__ = ("corked", "dirty")
+
+    def __init__(self) -> None:
+        self.corked = False
+        self.dirty: list[DirectSink] = []
+
+    def __enter__(self) -> Cork:
+        self.corked = True
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.corked = False
+        dirty, self.dirty = self.dirty, []
+        for sink in dirty:
+            sink.flush()
+
+
+class DirectSink:
+    __slots__ = ("_cork", "_pending", "_protocol")
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol, cork: Cork) -> None:
         self._protocol = protocol
+        self._cork = cork
+        self._pending: list[bytes] = []
 
     @classmethod
-    def of(cls, send: Send) -> DirectSink | None:
+    def of(cls, send: Send, cork: Cork) -> DirectSink | None:
         """The sink behind uvicorn's ``send`` of an accepted socket, if writing to it is safe."""
         protocol = getattr(send, "__self__", None)
         if not isinstance(protocol, WebSocketsSansIOProtocol) or protocol.conn.extensions:
             return None
-        return cls(protocol)
+        return cls(protocol, cork)
 
     def write(self, frame: bytes) -> bool:
-        """Write ``frame`` now if the socket can take it; False means queue it instead."""
+        """Write ``frame`` now (or with the cork) if the socket can take it; False: queue it."""
         protocol = self._protocol
         if protocol.close_sent or protocol.disconnected or not protocol.writable.is_set():
             return False
-        protocol.transport.write(frame)
+        if not self._cork.corked:
+            protocol.transport.write(frame)
+            return True
+        if not self._pending:
+            self._cork.dirty.append(self)
+        self._pending.append(frame)
         return True
+
+    def flush(self) -> None:
+        """Write what the cork held; promised to the caller already, so even past the buffer's
+        high-water mark (later frames then queue, as the socket is no longer writable)."""
+        pending, self._pending = self._pending, []
+        protocol = self._protocol
+        if not (protocol.close_sent or protocol.disconnected):
+            protocol.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))

@@ -14,8 +14,9 @@ import logging
 from collections import defaultdict
 from typing import Protocol
 
+from gateway.direct import Cork
 from pushgate.backend import Backend
-from pushgate.pubsub import Confirmed, PubSubConnection
+from pushgate.pubsub import Confirmed, Disconnected, LiveEvent, PubSubConnection
 from pushgate.wire import OffsetKey, Publication, parse_offset
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,10 @@ class _Channel:
 
 
 class Hub:
-    def __init__(self, connection: PubSubConnection, backend: Backend) -> None:
+    def __init__(self, connection: PubSubConnection, backend: Backend, cork: Cork) -> None:
         self._connection = connection
         self._backend = backend
+        self._cork = cork
         self._channels: dict[str, _Channel] = {}
         self._pending: defaultdict[str, int] = defaultdict(int)
         self._reader: asyncio.Task[None] | None = None
@@ -148,23 +150,28 @@ class Hub:
     async def _read_loop(self) -> None:
         backoff = _MIN_BACKOFF
         while True:
-            for event in await self._connection.next_events():
-                if isinstance(event, Publication):
-                    self._dispatch(event)
-                elif isinstance(event, Confirmed):
-                    self._on_confirmed(event)
-                else:
-                    log.warning("redis pub/sub disconnected (%s); reconnecting", event.reason)
-                    self.connected = False
-                    # Whatever was in flight died with the connection; the reconnect
-                    # resubscribes what is wanted, and those confirmations drive the catch-up.
-                    self._pending.clear()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF)
-                    break
-            else:
+            events = await self._connection.next_events()
+            lost = next((e for e in events if isinstance(e, Disconnected)), None)
+            if lost is None:
                 self.connected = True
                 backoff = _MIN_BACKOFF
+                with self._cork:  # each socket gets this batch's frames in one write
+                    self._handle(events)
+                continue
+            log.warning("redis pub/sub disconnected (%s); reconnecting", lost.reason)
+            self.connected = False
+            # Whatever was in flight died with the connection; the reconnect resubscribes
+            # what is wanted, and those confirmations drive the catch-up.
+            self._pending.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _handle(self, events: list[LiveEvent]) -> None:
+        for event in events:
+            if isinstance(event, Publication):
+                self._dispatch(event)
+            elif isinstance(event, Confirmed):
+                self._on_confirmed(event)
 
     def _dispatch(self, publication: Publication) -> None:
         entry = self._channels.get(publication.channel)

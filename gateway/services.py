@@ -8,6 +8,7 @@ from typing import cast
 from arq.connections import ArqRedis
 from starlette.requests import HTTPConnection
 
+from gateway.direct import Cork
 from gateway.hub import Hub
 from pushgate.auth import Authenticator
 from pushgate.backend import Backend
@@ -41,6 +42,8 @@ class Services:
     auth: Authenticator
     namespaces: Namespaces
     connections: ConnectionGate
+    # Held while the hub hands out a batch, so each socket gets one write per batch.
+    cork: Cork
 
 
 def services(connection: HTTPConnection) -> Services:

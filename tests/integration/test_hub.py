@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.direct import Cork
 from gateway.hub import Hub
 from pushgate.backend import Backend, HistoryPolicy
 from pushgate.pubsub import PubSubConnection, PubSubError, command
@@ -44,7 +45,7 @@ async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def hub(redis_server: RedisServer, client: aioredis.Redis) -> AsyncIterator[Hub]:
     backend = Backend(client, jobs=POLICY)
-    hub = Hub(PubSubConnection(redis_server.url, ping_interval=0.5), backend)
+    hub = Hub(PubSubConnection(redis_server.url, ping_interval=0.5), backend, Cork())
     await hub.start()
     yield hub
     await hub.stop()
@@ -117,7 +118,7 @@ async def test_pubsub_authenticates_when_redis_requires_a_password() -> None:
     try:
         client = aioredis.Redis.from_url(server.url)
         backend = Backend(client, jobs=POLICY)
-        hub = Hub(PubSubConnection(server.url, ping_interval=0.5), backend)
+        hub = Hub(PubSubConnection(server.url, ping_interval=0.5), backend, Cork())
         await hub.start()
         recorder = Recorder()
         await hub.subscribe("hubtest:auth", recorder)
