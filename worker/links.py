@@ -5,19 +5,16 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 from bs4 import BeautifulSoup, Tag
 from bs4.dammit import EncodingDetector
 from bs4.filter import SoupStrainer
 
+from worker.urls import LinkResolver, join
+
 # Only these tags are built into the tree: half the parse time of a full soup.
 _STRAINER = SoupStrainer(["a", "base", "title"])
-_SCHEMES = frozenset({"http", "https"})
 _ASCII_WHITESPACE = re.compile(r"[\t\n\f\r ]+")
-# The URL standard strips C0 controls and spaces around a URL and drops tabs and newlines inside.
-_C0_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
-_TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
 # Labels that browsers decode as a wider encoding (WHATWG Encoding Standard), keyed by the name
 # Python's codec registry gives them. Pages labelled latin-1 routinely contain windows-1252 bytes.
 _BROWSER_CODECS = {
@@ -86,11 +83,11 @@ def _title(soup: BeautifulSoup) -> str | None:
 
 
 def _links(soup: BeautifulSoup, page_url: str) -> list[str]:
-    base = _document_base(soup, page_url)
+    resolve = LinkResolver(_document_base(soup, page_url)).resolve
     links: dict[str, None] = {}  # an ordered set
     for tag in soup.find_all("a"):
         href = _href(tag)
-        link = None if href is None else _http_link(base, href)
+        link = None if href is None else resolve(href)
         if link is not None:
             links[link] = None
     return list(links)
@@ -101,7 +98,7 @@ def _document_base(soup: BeautifulSoup, page_url: str) -> str:
     for tag in soup.find_all("base"):
         href = _href(tag)
         if href is not None:
-            base = _join(page_url, href)
+            base = join(page_url, href)
             return page_url if base is None else base.geturl()
     return page_url
 
@@ -109,21 +106,3 @@ def _document_base(soup: BeautifulSoup, page_url: str) -> str:
 def _href(tag: object) -> str | None:
     href = tag.get("href") if isinstance(tag, Tag) else None
     return href if isinstance(href, str) else None
-
-
-def _join(base: str, href: str) -> SplitResult | None:
-    """``href`` resolved against ``base``, or None when it does not parse."""
-    cleaned = href.strip(_C0_CONTROL_OR_SPACE).translate(_TAB_OR_NEWLINE)
-    try:
-        url = urlsplit(urljoin(base, cleaned))
-        url.port  # noqa: B018 - reading the port is what rejects a malformed one
-    except ValueError:  # e.g. "http://[::1" or "http://host:99999/"
-        return None
-    return url
-
-
-def _http_link(base: str, href: str) -> str | None:
-    url = _join(base, href)
-    if url is None or url.scheme not in _SCHEMES or not url.hostname:
-        return None
-    return urlunsplit(url._replace(fragment=""))
