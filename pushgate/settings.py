@@ -64,7 +64,9 @@ class Settings:
 
     # Worker
     worker_concurrency: int = 20
-    worker_poll_delay: float = 0.05
+    # arq polls its queue: a job waits half of this on average before a worker sees it. At
+    # 5 ms an idle worker costs Redis 200 cheap reads a second.
+    worker_poll_delay: float = 0.005
     # On SIGTERM a worker stops taking jobs and lets running ones finish for this long (keep it
     # under the orchestrator's grace period); what is still running then is re-queued.
     worker_shutdown_grace: int = 20
