@@ -6,6 +6,7 @@ import hmac
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from gateway.errors import ApiError
 from pushgate.auth import Authenticator, AuthError
@@ -35,15 +36,22 @@ def api_key_valid(headers: Headers, keys: str) -> bool:
     return any(matches)
 
 
-def origin_allowed(headers: Headers, allowed: str) -> bool:
+def origin_allowed(scope: Scope, allowed: str) -> bool:
     """Browsers send Origin; others may not, and are not subject to this check.
 
     ``allowed`` is a comma-separated list, ``*`` for any; empty allows only our own origin.
+    Reads the raw ASGI headers: it runs on every WebSocket handshake.
     """
-    origin = headers.get("origin")
-    if origin is None:
+    origin = host = b""
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            origin = value
+        elif name == b"host":
+            host = value
+    if not origin:
         return True
+    text = origin.decode("latin-1").rstrip("/")
     entries = {entry.strip().rstrip("/") for entry in allowed.split(",") if entry.strip()}
-    if "*" in entries or origin.rstrip("/") in entries:
+    if "*" in entries or text in entries:
         return True
-    return not entries and urlsplit(origin).netloc == headers.get("host", "")
+    return not entries and urlsplit(text).netloc == host.decode("latin-1")

@@ -31,7 +31,7 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 async def sse(request: Request) -> StreamingResponse:
     svc = services(request)
-    if not origin_allowed(request.headers, svc.settings.allowed_origins):
+    if not origin_allowed(request.scope, svc.settings.allowed_origins):
         raise ApiError(403, "forbidden", "origin not allowed")
     try:
         channel = parse_channel(request.query_params.get("channel"))

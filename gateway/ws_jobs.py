@@ -42,7 +42,7 @@ _CLOSE_FOR = {
 async def job_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     svc = services(websocket)
-    if not origin_allowed(websocket.headers, svc.settings.allowed_origins):
+    if not origin_allowed(websocket.scope, svc.settings.allowed_origins):
         await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
         return
     try:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
-from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -62,7 +61,7 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
     websocket = WebSocket(scope, receive, send)
     svc = services(websocket)
     await websocket.accept()
-    allowed = origin_allowed(Headers(scope=scope), svc.settings.allowed_origins)
+    allowed = origin_allowed(scope, svc.settings.allowed_origins)
     # The handshake's headers are of no use past this point: an idle socket should not hold them.
     scope["headers"] = []
     if not allowed:
