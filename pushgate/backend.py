@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ from pushgate.settings import Settings
 from pushgate.wire import OffsetKey, Publication, job_channel, parse_offset
 
 PREFIX = "pushgate:"
+# Publications per script call of ``publish_many``: Redis runs a script to its end, so each call
+# is kept short enough not to hold everyone else up.
+PUBLISH_MANY_CHUNK = 500
 
 _PUBLISH_FUNCTION = """
 local function publish(stream, meta, channel, payload, maxlen, ttl)
@@ -71,6 +75,20 @@ if KEYS[3] then
   redis.call('SET', KEYS[3], r[1] .. ' ' .. r[2], 'EX', ARGV[5])
 end
 return r
+"""
+)
+
+# KEYS: history1, meta1, history2, meta2, ...  ARGV: maxlen, ttl, channel1, payload1, ...
+# Many publications in one call. Its keys span hash slots, so it is for a single Redis only.
+_PUBLISH_MANY_SCRIPT = (
+    _PUBLISH_FUNCTION
+    + """
+local positions = {}
+for i = 1, #KEYS / 2 do
+  positions[i] = publish(KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 * i + 1], ARGV[2 * i + 2],
+                         ARGV[1], ARGV[2])
+end
+return positions
 """
 )
 
@@ -253,6 +271,7 @@ class Backend:
         self._redis = redis
         self._jobs = jobs
         self._publish = redis.register_script(_PUBLISH_SCRIPT)
+        self._publish_many = redis.register_script(_PUBLISH_MANY_SCRIPT)
         self._publish_job_event = redis.register_script(_PUBLISH_JOB_EVENT_SCRIPT)
         self._create_job = redis.register_script(_CREATE_JOB_SCRIPT)
         self._position = redis.register_script(_POSITION_SCRIPT)
@@ -277,6 +296,24 @@ class Backend:
             args.append(ttl)
         offset, epoch = await self._publish(keys=keys, args=args)
         return _text(offset), _text(epoch)
+
+    async def publish_many(
+        self, items: Sequence[tuple[str, Any]], policy: HistoryPolicy
+    ) -> list[tuple[str, str]]:
+        """``publish`` for each (channel, data), in order, in one round trip per
+        ``PUBLISH_MANY_CHUNK`` items; returns their (offset, epoch)."""
+        positions: list[tuple[str, str]] = []
+        for start in range(0, len(items), PUBLISH_MANY_CHUNK):
+            chunk = items[start : start + PUBLISH_MANY_CHUNK]
+            keys = [
+                key for channel, _ in chunk for key in (_history_key(channel), _meta_key(channel))
+            ]
+            args: list[str | int] = [policy.size, policy.ttl]
+            for channel, data in chunk:
+                args += [redis_channel(channel), _json(data)]
+            replies = await self._publish_many(keys=keys, args=args)
+            positions += [(_text(offset), _text(epoch)) for offset, epoch in replies]
+        return positions
 
     async def publish_job_event(self, request_id: str, event: Event) -> str:
         """Publish a job's event; the job's record follows it (status, result, error)."""

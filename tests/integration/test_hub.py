@@ -139,3 +139,21 @@ def test_commands_are_encoded_as_resp() -> None:
     assert command("SUBSCRIBE", "pushgate:{chat:é}") == (
         b"*2\r\n$9\r\nSUBSCRIBE\r\n$18\r\npushgate:{chat:\xc3\xa9}\r\n"
     )
+
+
+async def test_publish_many_is_publish_for_each_item(hub: Hub, client: aioredis.Redis) -> None:
+    backend = Backend(client, jobs=POLICY)
+    channels = [f"hubtest:many{n % 3}" for n in range(7)]
+    recorders = {channel: Recorder() for channel in set(channels)}
+    for channel, recorder in recorders.items():
+        await hub.subscribe(channel, recorder)
+    positions = await backend.publish_many([(c, {"n": n}) for n, c in enumerate(channels)], POLICY)
+    assert len(positions) == 7
+    for channel, recorder in recorders.items():
+        expected = [pos[0] for pos, c in zip(positions, channels, strict=True) if c == channel]
+        await recorder.wait_for(len(expected))
+        assert recorder.offsets == expected
+        history = await backend.history(channel)
+        assert [p.offset for p in history] == expected
+        assert {p.epoch for p in history} == {positions[channels.index(channel)][1]}
+        await hub.unsubscribe(channel, recorder)
