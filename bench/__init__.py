@@ -1,0 +1,1 @@
+"""pushgate's benchmark suite: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,130 @@
+"""The systems under test, each started the way its users start it, on its own fresh Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import VENV_BIN, Child, Children, wait_http_ok
+from pushgate.processes import free_port
+from pushgate.redis_server import RedisServer
+
+REPO = Path(__file__).resolve().parent.parent
+JS_DIR = Path(__file__).parent / "js"
+
+PUSHGATE = "pushgate"
+BROADCASTER = "broadcaster"
+SOCKETIO = "socketio"
+SYSTEMS = (PUSHGATE, BROADCASTER, SOCKETIO)
+PEERS = (BROADCASTER, SOCKETIO)
+LABELS = {
+    PUSHGATE: "pushgate",
+    BROADCASTER: "broadcaster (Starlette)",
+    SOCKETIO: "Socket.IO (Node)",
+}
+
+NAMESPACE = "bench"
+HISTORY_SIZE = 100
+HISTORY_TTL = 600
+
+
+def pushgate_env(redis_url: str) -> dict[str, str]:
+    """The gateway's settings for the benchmark: no auth, a `bench` namespace, no low caps."""
+    namespaces = {
+        NAMESPACE: {"publish": True, "history_size": HISTORY_SIZE, "history_ttl": HISTORY_TTL}
+    }
+    return {
+        "PUSHGATE_REDIS_URL": redis_url,
+        "PUSHGATE_AUTH_DISABLED": "true",
+        "PUSHGATE_NAMESPACES": json.dumps(namespaces),
+        "PUSHGATE_MAX_CONNECTIONS": "1000000",
+        "PUSHGATE_CLIENT_RATE": "1000000",
+        "PUSHGATE_CLIENT_BURST": "1000000",
+    }
+
+
+def uvicorn_argv(app: str, port: int, *, deflate: bool) -> list[str]:
+    return [
+        str(VENV_BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port),
+        "--ws-per-message-deflate", "true" if deflate else "false",
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+@dataclass
+class Running:
+    """A started system: its server process (the one measured), its Redis, and how to reach it."""
+
+    system: str
+    server: Child
+    redis: RedisServer
+    http_url: str
+    ws_url: str
+
+    @property
+    def server_pid(self) -> int:
+        return self.server.pid
+
+    @property
+    def redis_pid(self) -> int:
+        assert self.redis.process is not None
+        return self.redis.process.pid
+
+
+async def start(system: str, children: Children, redis: RedisServer, *, deflate: bool) -> Running:
+    port = free_port()
+    http_url = f"http://127.0.0.1:{port}"
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHGATE_")}
+    if system == PUSHGATE:
+        argv = uvicorn_argv("gateway.app:app", port, deflate=deflate)
+        env = {**base_env, **pushgate_env(redis.url)}
+        ready, ws_url = f"{http_url}/readyz", f"ws://127.0.0.1:{port}/ws"
+    elif system == BROADCASTER:
+        argv = uvicorn_argv("bench.peers.broadcaster_app:app", port, deflate=deflate)
+        env = {**base_env, "BENCH_REDIS_URL": redis.url}
+        ready, ws_url = f"{http_url}/healthz", f"ws://127.0.0.1:{port}/ws"
+    elif system == SOCKETIO:
+        argv = ["node", str(JS_DIR / "socketio_server.js"), "--port", str(port)]
+        argv += ["--redis-url", redis.url, *(["--deflate"] if deflate else [])]
+        env = base_env
+        ready = f"{http_url}/healthz"
+        ws_url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+    else:
+        raise ValueError(f"unknown system {system}")
+    server = await children.start(system, argv, env=env, cwd=REPO)
+    await wait_http_ok(ready, server)
+    return Running(system, server, redis, http_url, ws_url)
+
+
+@asynccontextmanager
+async def running(
+    system: str, children: Children, *, deflate: bool = False
+) -> AsyncIterator[Running]:
+    """``system`` on a fresh redis-server; both stopped on the way out."""
+    redis = children.start_redis()
+    server: Running | None = None
+    try:
+        server = await start(system, children, redis, deflate=deflate)
+        yield server
+    finally:
+        if server is not None:
+            code = await children.stop(server.server)
+            if code not in (0, -15):
+                print(f"  {system} exited with {code}; log: {server.server.log}")
+            _report_log(server.server)
+        children.stop_redis(redis)
+
+
+def _report_log(server: Child) -> None:
+    """Servers run at log level warning: anything they logged is worth a look."""
+    try:
+        lines = server.log.read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    lines = [line for line in lines if line.strip() and not line.startswith("listening on")]
+    if lines:
+        print(f"  {server.name} logged {len(lines)} lines ({server.log}), first: {lines[0][:160]}")

@@ -1,0 +1,1 @@
+"""The workloads: each takes the run's Context and returns one Table."""
