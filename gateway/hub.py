@@ -122,7 +122,7 @@ class Hub:
         if entry.position is None or key > entry.position[0]:
             entry.position = (key, epoch, offset)
 
-    async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
+    def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         entry = self._channels.get(channel)
         if entry is None or subscriber not in entry.subscribers:
             return

@@ -18,5 +18,5 @@ async def subscribe_feed(svc: Services, channel: str, feed: Feed) -> None:
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
             await svc.hub.subscribe(channel, feed)
     except TimeoutError:
-        await svc.hub.unsubscribe(channel, feed)
+        svc.hub.unsubscribe(channel, feed)
         raise RpcError(ErrorCode.UNAVAILABLE, "the event stream is unavailable; retry") from None

@@ -77,7 +77,7 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
         async for event in _drain(queue):
             yield event
     finally:
-        await svc.hub.unsubscribe(channel.full, feed)
+        svc.hub.unsubscribe(channel.full, feed)
 
 
 async def _start(

@@ -100,7 +100,7 @@ async def _stream(
         await _drain_inbound(websocket)
     finally:
         await outbox.stop()
-        await svc.hub.unsubscribe(channel, feed)
+        svc.hub.unsubscribe(channel, feed)
 
 
 async def _drain_inbound(websocket: WebSocket) -> None:

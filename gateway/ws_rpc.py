@@ -110,7 +110,7 @@ class RpcConnection:
             if self._expiry is not None:
                 self._expiry.cancel()
             for channel, feed in self._feeds.items():
-                await self._svc.hub.unsubscribe(channel, feed)
+                self._svc.hub.unsubscribe(channel, feed)
 
     async def _read_loop(self) -> None:
         """Read until the client leaves (also after a close we sent: it answers, or uvicorn
@@ -174,7 +174,7 @@ class RpcConnection:
             case SubscribeParams():
                 return await self._subscribe(params)
             case UnsubscribeParams():
-                return await self._unsubscribe(params.channel), None
+                return self._unsubscribe(params.channel), None
             case PublishParams():
                 return await self._publish(params), None
             case SubmitParams():
@@ -231,7 +231,7 @@ class RpcConnection:
                 channel.full, after=since.offset, since_epoch=since.epoch
             )
         except BaseException:
-            await self._unsubscribe(channel)
+            self._unsubscribe(channel)
             raise
         result: Result = {"channel": channel.full, "epoch": replay.epoch, "offset": replay.offset}
         result["recovered"] = replay.recovered
@@ -253,18 +253,18 @@ class RpcConnection:
             try:
                 position = await self._svc.backend.position(channel.full)
             except BaseException:
-                await self._unsubscribe(channel)
+                self._unsubscribe(channel)
                 raise
             hub.note_position(channel.full, *position)
         epoch, offset = position
         result: Result = {"channel": channel.full, "epoch": epoch, "offset": offset}
         return result, lambda: feed.go_live([], floor=offset or None)
 
-    async def _unsubscribe(self, channel: Channel) -> Result:
+    def _unsubscribe(self, channel: Channel) -> Result:
         feed = self._feeds.pop(channel.full, None)
         self._session.subscriptions.discard(channel.full)
         if feed is not None:
-            await self._svc.hub.unsubscribe(channel.full, feed)
+            self._svc.hub.unsubscribe(channel.full, feed)
         return {}
 
     async def _publish(self, params: PublishParams) -> Result:
@@ -289,7 +289,7 @@ class RpcConnection:
             history = await self._svc.backend.history(channel.full) if feed else []
         except BaseException as exc:
             if feed is not None:
-                await self._unsubscribe(channel)
+                self._unsubscribe(channel)
             if isinstance(exc, JobConflictError):
                 raise RpcError(ErrorCode.CONFLICT, str(exc)) from None
             raise

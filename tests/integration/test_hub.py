@@ -68,9 +68,9 @@ async def test_subscribes_once_per_channel_and_unsubscribes_after_last(
     await first.wait_for(1)
     await second.wait_for(1)
     assert first.offsets == second.offsets == [offset]
-    await hub.unsubscribe("hubtest:a", first)
+    hub.unsubscribe("hubtest:a", first)
     assert hub.channel_count == 1
-    await hub.unsubscribe("hubtest:a", second)
+    hub.unsubscribe("hubtest:a", second)
     assert hub.channel_count == 0
     async with asyncio.timeout(WAIT):
         while await pubsub_channels(client):
@@ -84,13 +84,13 @@ async def test_rapid_subscribe_unsubscribe_cycles_end_live(
     for _ in range(20):
         transient = Recorder()
         await hub.subscribe("hubtest:cycle", transient)
-        await hub.unsubscribe("hubtest:cycle", transient)
+        hub.unsubscribe("hubtest:cycle", transient)
     keeper = Recorder()
     await hub.subscribe("hubtest:cycle", keeper)
     offset = (await backend.publish("hubtest:cycle", {"n": 1}, POLICY))[0]
     await keeper.wait_for(1)
     assert keeper.offsets == [offset]
-    await hub.unsubscribe("hubtest:cycle", keeper)
+    hub.unsubscribe("hubtest:cycle", keeper)
 
 
 async def test_catches_up_from_history_after_pubsub_connection_is_killed(
@@ -110,7 +110,7 @@ async def test_catches_up_from_history_after_pubsub_connection_is_killed(
         await recorder.wait_for(len(published))
     assert recorder.offsets == published
     assert hub.connected
-    await hub.unsubscribe("hubtest:reconnect", recorder)
+    hub.unsubscribe("hubtest:reconnect", recorder)
 
 
 async def test_pubsub_authenticates_when_redis_requires_a_password() -> None:
@@ -156,4 +156,4 @@ async def test_publish_many_is_publish_for_each_item(hub: Hub, client: aioredis.
         history = await backend.history(channel)
         assert [p.offset for p in history] == expected
         assert {p.epoch for p in history} == {positions[channels.index(channel)][1]}
-        await hub.unsubscribe(channel, recorder)
+        hub.unsubscribe(channel, recorder)
