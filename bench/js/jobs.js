@@ -9,36 +9,13 @@
 "use strict";
 
 const http = require("node:http");
-const { performance } = require("node:perf_hooks");
 const WebSocket = require("ws");
 
-const LAT_BASE_MS = 0.001;
-const LOG_GROWTH = Math.log(1.01);
+const { Histogram, now } = require("./histogram");
 
 function option(name, fallback) {
   const at = process.argv.indexOf(name);
   return at >= 0 ? process.argv[at + 1] : fallback;
-}
-
-function now() {
-  return performance.timeOrigin + performance.now();
-}
-
-class Histogram {
-  constructor() {
-    this.counts = new Map();
-    this.max = 0;
-    this.n = 0;
-  }
-  add(ms) {
-    if (ms > this.max) this.max = ms;
-    this.n++;
-    const b = ms <= LAT_BASE_MS ? 0 : Math.floor(Math.log(ms / LAT_BASE_MS) / LOG_GROWTH);
-    this.counts.set(b, (this.counts.get(b) || 0) + 1);
-  }
-  toJSON() {
-    return { buckets: [...this.counts], max: this.max, n: this.n };
-  }
 }
 
 const gateway = new URL(option("--gateway", "http://127.0.0.1:8000"));

@@ -23,35 +23,11 @@
 "use strict";
 
 const readline = require("node:readline");
-const { monitorEventLoopDelay, performance } = require("node:perf_hooks");
+const { monitorEventLoopDelay } = require("node:perf_hooks");
 const WebSocket = require("ws");
 
-const LAT_BASE_MS = 0.001;
-const LOG_GROWTH = Math.log(1.01);
-const BUCKETS = 2600; // up to ~30 minutes
+const { Histogram, now } = require("./histogram");
 
-function now() {
-  return performance.timeOrigin + performance.now();
-}
-
-class Histogram {
-  constructor() {
-    this.counts = new Uint32Array(BUCKETS);
-    this.max = 0;
-    this.n = 0;
-  }
-  add(ms) {
-    if (ms > this.max) this.max = ms;
-    this.n++;
-    const b = ms <= LAT_BASE_MS ? 0 : Math.floor(Math.log(ms / LAT_BASE_MS) / LOG_GROWTH);
-    this.counts[Math.min(b, BUCKETS - 1)]++;
-  }
-  toJSON() {
-    const buckets = [];
-    for (let b = 0; b < BUCKETS; b++) if (this.counts[b]) buckets.push([b, this.counts[b]]);
-    return { buckets, max: this.max, n: this.n };
-  }
-}
 
 // ---- delivery accounting -------------------------------------------------------------------
 
