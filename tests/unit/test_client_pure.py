@@ -9,18 +9,15 @@ from typing import Any
 
 import pytest
 
-from pushgate.client import (
+from pushgate.client import Position, PushgateClient, RpcError, Subscription
+from pushgate.client_wire import (
     ClientClosedError,
     ClientError,
     ConnectionLostError,
     PendingCalls,
-    Position,
     ProtocolViolationError,
     Publication,
-    PushgateClient,
     Response,
-    RpcError,
-    Subscription,
     backoff_delay,
     decode_message,
     encode_request,
