@@ -54,7 +54,6 @@ class Hub:
         self._pending: defaultdict[str, int] = defaultdict(int)
         self._reader: asyncio.Task[None] | None = None
         self._catch_ups: set[asyncio.Task[None]] = set()
-        self._started = asyncio.Event()
         self.connected = False
 
     async def start(self) -> None:
@@ -72,7 +71,6 @@ class Hub:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
         self.connected = True
-        self._started.set()
         await self._read_loop()
 
     async def stop(self) -> None:
@@ -89,9 +87,11 @@ class Hub:
         return len(self._channels)
 
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
-        """Add ``subscriber``; returns once Redis delivers the channel's live events to us."""
-        # Subscribing before the connection exists would open a second, unread connection.
-        await self._started.wait()
+        """Add ``subscriber``; returns once Redis delivers the channel's live events to us.
+
+        While the connection is down the command waits for the reconnect, which subscribes
+        every channel wanted.
+        """
         entry = self._channels.get(channel)
         if entry is None:
             entry = self._channels[channel] = _Channel()
@@ -105,9 +105,12 @@ class Hub:
         """Attach ``subscriber`` at once where the channel's position is known here: returns the
         (epoch, offset) it starts after. None when it is not (subscribe, and read the history)."""
         entry = self._channels.get(channel)
-        if entry is None or not entry.live.is_set() or entry.held is not None:
-            return None
-        if entry.position is None:
+        if (
+            entry is None
+            or entry.position is None
+            or entry.held is not None  # catching up: the position is not complete
+            or not entry.live.is_set()
+        ):
             return None
         entry.subscribers.add(subscriber)
         _key, epoch, offset = entry.position
