@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from starlette.requests import Request
+
+from gateway.access import bearer_token, identify
+from gateway.errors import ApiError
 from gateway.services import Services
 from pushgate.auth import AuthError
 from pushgate.backend import JobRecord
-from pushgate.channels import JOB_NAMESPACE, Channel, Identity, Namespace, may_subscribe
+from pushgate.channels import (
+    ANONYMOUS,
+    JOB_NAMESPACE,
+    Channel,
+    Identity,
+    Namespace,
+    may_subscribe,
+)
 from pushgate.protocol import ErrorCode, RpcError
 
 
@@ -63,3 +74,14 @@ async def authorize_read(
             raise RpcError(ErrorCode.UNAUTHORIZED, f"a token is needed to read {channel}")
         raise RpcError(ErrorCode.PERMISSION_DENIED, f"not allowed to read {channel}")
     return Readable(namespace, job)
+
+
+async def authorize_request(svc: Services, request: Request, channel: Channel) -> Readable:
+    """``authorize_read`` for an HTTP request (bearer token, ``?token=`` subscribe token), its
+    refusals as HTTP errors."""
+    identity = identify(svc.auth, request.headers) if bearer_token(request.headers) else ANONYMOUS
+    try:
+        return await authorize_read(svc, channel, identity, request.query_params.get("token"))
+    except RpcError as exc:
+        status, code = HTTP_STATUS[exc.code]
+        raise ApiError(status, code, exc.message) from None

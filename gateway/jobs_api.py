@@ -8,15 +8,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.access import bearer_token, identify
+from gateway.access import identify
 from gateway.body import read_json_object
-from gateway.channel_access import HTTP_STATUS, authorize_read
+from gateway.channel_access import authorize_request
 from gateway.errors import ApiError
 from gateway.jobs import JobConflictError, job_reply, submit_job
 from gateway.services import Services, services
 from pushgate.backend import JobRecord
-from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity
-from pushgate.protocol import RpcError
+from pushgate.channels import JOB_NAMESPACE, Channel, Identity
 from pushgate.wire import WireError, new_request_id, validate_request_id, validate_url
 
 
@@ -63,15 +62,12 @@ async def get_job(request: Request) -> JSONResponse:
     """Readable by the job's owner (bearer token) or with its subscribe token (``?token=``)."""
     svc = services(request)
     request_id = _checked(request.path_params["request_id"], validate_request_id)
-    identity = identify(svc.auth, request.headers) if bearer_token(request.headers) else ANONYMOUS
-    channel = Channel(JOB_NAMESPACE, request_id)
     try:
-        readable = await authorize_read(svc, channel, identity, request.query_params.get("token"))
-    except RpcError as exc:
-        status, code = HTTP_STATUS[exc.code]
-        if status == 404:
-            code, exc.message = "unknown_job", f"no job with request_id {request_id!r}"
-        raise ApiError(status, code, exc.message) from None
+        readable = await authorize_request(svc, request, Channel(JOB_NAMESPACE, request_id))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        raise ApiError(404, "unknown_job", f"no job with request_id {request_id!r}") from None
     assert readable.job is not None
     return JSONResponse(readable.job.to_json())
 

@@ -14,15 +14,14 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from gateway.access import bearer_token, identify, origin_allowed
-from gateway.channel_access import HTTP_STATUS, authorize_read
+from gateway.access import origin_allowed
+from gateway.channel_access import authorize_request
 from gateway.errors import ApiError
 from gateway.outbox import Feed
 from gateway.services import Services, services
 from gateway.sockets import subscribe_feed
-from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel, ChannelNameError, parse_channel
+from pushgate.channels import JOB_NAMESPACE, Channel, ChannelNameError, parse_channel
 from pushgate.events import is_terminal
-from pushgate.protocol import RpcError
 from pushgate.wire import Publication, WireError, parse_offset
 
 KEEPALIVE_SECONDS = 15.0
@@ -42,12 +41,7 @@ async def sse(request: Request) -> StreamingResponse:
         raise ApiError(422, "invalid_channel", str(exc)) from None
     except WireError as exc:
         raise ApiError(422, "invalid_last_event_id", exc.message) from None
-    identity = identify(svc.auth, request.headers) if bearer_token(request.headers) else ANONYMOUS
-    try:
-        await authorize_read(svc, channel, identity, request.query_params.get("token"))
-    except RpcError as exc:
-        status, code = HTTP_STATUS[exc.code]
-        raise ApiError(status, code, exc.message) from None
+    await authorize_request(svc, request, channel)
     events = _events(svc, channel, last_id or None)
     return StreamingResponse(events, media_type="text/event-stream", headers=_HEADERS)
 
