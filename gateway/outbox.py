@@ -77,10 +77,18 @@ class Outbox:
         ):
             return
         if len(self._queue) >= self._size:
-            self.abort(CloseCode.SLOW_CONSUMER, "client is not reading fast enough")
+            self.overflowed()
             return
         self._queue.append(text)
         self._start_writer()
+
+    def overflowed(self) -> None:
+        """The client fell behind by more than the queue holds: close it as a slow consumer."""
+        self.abort(CloseCode.SLOW_CONSUMER, "client is not reading fast enough")
+
+    def feed(self, forward: Callable[[Publication], None], *, after: OffsetKey | None) -> Feed:
+        """A feed into this outbox, holding back at most as much as the outbox queues."""
+        return Feed(forward, after=after, held_limit=self._size, overflow=self.overflowed)
 
     def finish(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close after everything already queued has been sent."""

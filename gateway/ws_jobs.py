@@ -13,7 +13,7 @@ from starlette.websockets import WebSocket
 
 from gateway.access import origin_allowed
 from gateway.channel_access import authorize_read
-from gateway.outbox import Feed, Outbox
+from gateway.outbox import Outbox
 from gateway.services import Services, services
 from gateway.sockets import subscribe_feed
 from pushgate.channels import ANONYMOUS, JOB_NAMESPACE, Channel
@@ -85,12 +85,7 @@ async def _stream(
         if is_terminal(publication.data):
             outbox.finish(CloseCode.NORMAL, "job finished")
 
-    feed = Feed(
-        forward,
-        after=after,
-        held_limit=settings.ws_queue_size,
-        overflow=lambda: outbox.abort(CloseCode.SLOW_CONSUMER, "client is not reading"),
-    )
+    feed = outbox.feed(forward, after=after)
     await subscribe_feed(svc, channel, feed)
     try:
         feed.go_live(await svc.backend.history(channel, after=since))

@@ -203,11 +203,9 @@ class RpcConnection:
         }
 
     def _new_feed(self, floor: str | None) -> Feed:
-        return Feed(
+        return self._outbox.feed(
             lambda publication: self._outbox.push(publication.rpc_frame, publication.rpc_wire),
             after=parse_offset(floor) if floor else None,
-            held_limit=self._svc.settings.ws_queue_size,
-            overflow=lambda: self._outbox.abort(CloseCode.SLOW_CONSUMER, "client too slow"),
         )
 
     async def _attach(self, channel: str, feed: Feed) -> None:
