@@ -38,7 +38,6 @@ def connect(redis_url: str) -> ArqRedis:
     )
 
 
-async def enqueue_scrape(redis: ArqRedis, request_id: str, url: str) -> bool:
+async def enqueue_scrape(redis: ArqRedis, request_id: str, url: str) -> None:
     """Queue the scrape once: the arq job id is the request id, so a repeat is a no-op."""
-    job = await redis.enqueue_job(SCRAPE_TASK, request_id, url, _job_id=request_id)
-    return job is not None
+    await redis.enqueue_job(SCRAPE_TASK, request_id, url, _job_id=request_id)
