@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from pushgate.redis_server import RedisServer
+from pushgate.cli.redis_server import RedisServer
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1

@@ -4,7 +4,7 @@
 on stdin, publishes, prints a summary and exits. Each system is published to through its own
 server-side path, with the same pacing, batching and payloads:
 
-- pushgate: ``pushgate.backend.Backend.publish`` (one Lua call: XADD to the channel's history
+- pushgate: ``pushgate.broker.store.Backend.publish`` (one Lua call: XADD to the channel's history
   + PUBLISH), and ``Backend.publish_many`` for a batch (the same per publication, many in one
   call), checked against ``Backend.publish`` when the publisher starts.
 - broadcaster: ``PUBLISH <channel> <message>``, which is all ``broadcast.publish`` does with the
@@ -31,8 +31,8 @@ import msgpack  # type: ignore[import-untyped]
 import uvloop
 from redis.asyncio import Redis
 
-from pushgate.backend import Backend, HistoryPolicy
-from pushgate.wire import parse_offset
+from pushgate.broker.store import Backend, HistoryPolicy
+from pushgate.core.wire import parse_offset
 
 Item = tuple[str, dict[str, Any]]  # (channel, payload)
 SOCKETIO_EVENT = "pub"

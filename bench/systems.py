@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.procs import VENV_BIN, Child, Children, wait_http_ok
-from pushgate.processes import free_port
-from pushgate.redis_server import RedisServer
+from pushgate.cli.processes import free_port
+from pushgate.cli.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 JS_DIR = Path(__file__).parent / "js"

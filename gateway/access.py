@@ -9,8 +9,8 @@ from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from gateway.errors import ApiError
-from pushgate.auth import Authenticator, AuthError
-from pushgate.channels import Identity
+from pushgate.core.auth import Authenticator, AuthError
+from pushgate.core.channels import Identity
 
 
 def bearer_token(headers: Headers) -> str | None:

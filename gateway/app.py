@@ -13,17 +13,19 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import health, jobs_api, pages, publish_api, sse, ws_jobs, ws_rpc
-from gateway.direct import Cork
+from gateway.delivery.direct import Cork
+from gateway.delivery.hub import Hub
+from gateway.endpoints import health, pages, sse, ws_jobs, ws_rpc
+from gateway.endpoints import jobs as jobs_api
+from gateway.endpoints import publish as publish_api
 from gateway.errors import EXCEPTION_HANDLERS
-from gateway.hub import Hub
 from gateway.services import ConnectionGate, Services
-from pushgate import jobqueue
-from pushgate.auth import Authenticator
-from pushgate.backend import Backend, job_history
-from pushgate.channels import Namespaces
-from pushgate.pubsub import PubSubConnection
-from pushgate.settings import Settings
+from pushgate.broker import jobqueue
+from pushgate.broker.pubsub import PubSubConnection
+from pushgate.broker.store import Backend, job_history
+from pushgate.core.auth import Authenticator
+from pushgate.core.channels import Namespaces
+from pushgate.core.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:

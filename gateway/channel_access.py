@@ -9,9 +9,9 @@ from starlette.requests import Request
 from gateway.access import bearer_token, identify
 from gateway.errors import ApiError
 from gateway.services import Services
-from pushgate.auth import AuthError
-from pushgate.backend import JobRecord
-from pushgate.channels import (
+from pushgate.broker.store import JobRecord
+from pushgate.core.auth import AuthError
+from pushgate.core.channels import (
     ANONYMOUS,
     JOB_NAMESPACE,
     Channel,
@@ -19,7 +19,7 @@ from pushgate.channels import (
     Namespace,
     may_subscribe,
 )
-from pushgate.protocol import ErrorCode, RpcError
+from pushgate.core.protocol import ErrorCode, RpcError
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,12 @@ from typing import cast
 from arq.connections import ArqRedis
 from starlette.requests import HTTPConnection
 
-from gateway.direct import Cork
-from gateway.hub import Hub
-from pushgate.auth import Authenticator
-from pushgate.backend import Backend
-from pushgate.channels import Namespaces
-from pushgate.settings import Settings
+from gateway.delivery.direct import Cork
+from gateway.delivery.hub import Hub
+from pushgate.broker.store import Backend
+from pushgate.core.auth import Authenticator
+from pushgate.core.channels import Namespaces
+from pushgate.core.settings import Settings
 
 
 @dataclass

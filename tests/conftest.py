@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pushgate.redis_server import RedisServer
+from pushgate.cli.redis_server import RedisServer
 from tests.origin import Origin, start_origin
 from tests.stack import Stack
 

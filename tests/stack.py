@@ -11,7 +11,7 @@ from types import TracebackType
 
 import httpx
 
-from pushgate.processes import free_port, spawn, stop
+from pushgate.cli.processes import free_port, spawn, stop
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 20.0

@@ -12,7 +12,7 @@ from typing import Any
 def __getattr__(name: str) -> Any:
     if name == "WorkerSettings":
         # Imported here, not above: `worker.config` imports this package's submodules.
-        from pushgate.settings import Settings
+        from pushgate.core.settings import Settings
         from worker.config import worker_settings
 
         return worker_settings(Settings.from_env(os.environ))

@@ -7,8 +7,8 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from pushgate import jobqueue
-from pushgate.settings import Settings
+from pushgate.broker import jobqueue
+from pushgate.core.settings import Settings
 from worker.tasks import scrape, shutdown, startup
 
 # A try is spent only when a worker dies mid-job (fetch retries happen inside the job), so a

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from pushgate.events import FailureCode
-from pushgate.settings import Settings
+from pushgate.core.events import FailureCode
+from pushgate.core.settings import Settings
 from worker.netguard import BlockedAddressError, DnsError, NetGuardError, guarded_transport
 
 _SCHEMES = frozenset({"http", "https"})

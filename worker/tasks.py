@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from pushgate import events
-from pushgate.backend import Backend, job_history
-from pushgate.settings import Settings
+from pushgate.broker.store import Backend, job_history
+from pushgate.core import events
+from pushgate.core.settings import Settings
 from worker.fetch import FetchError, FetchLimits, Page, build_client, fetch_page
 from worker.links import ParsedPage, parse_page
 

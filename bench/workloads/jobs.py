@@ -20,7 +20,7 @@ from bench.procs import VENV_BIN, Child, CpuMeter, memory_kb
 from bench.report import Column, Table
 from bench.stats import Histogram
 from bench.workloads.common import Context
-from pushgate.processes import free_port
+from pushgate.cli.processes import free_port
 
 WORKER_READY_S = 30.0
 TARGET_P50_MS = 20.0

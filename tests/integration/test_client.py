@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pushgate.cli.processes import free_port, stop
 from pushgate.client import (
     ClientClosedError,
     ConnectionLostError,
@@ -24,7 +25,6 @@ from pushgate.client import (
     PushgateClient,
     Subscription,
 )
-from pushgate.processes import free_port, stop
 from tests.origin import Origin
 from tests.stack import Gateway, Stack
 

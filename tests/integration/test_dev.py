@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from pushgate.processes import free_port, is_alive
+from pushgate.cli.processes import free_port, is_alive
 from tests.origin import Origin
 from tests.wsclient import read_all
 

@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from pushgate.events import FailureCode
+from pushgate.core.events import FailureCode
 from tests.origin import LINKS_PAGE, Origin, expected_links
 from worker.fetch import FetchError, FetchLimits, Page, build_client, fetch_page
 from worker.links import parse_page

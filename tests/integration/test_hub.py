@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.direct import Cork
-from gateway.hub import Hub
-from pushgate.backend import Backend, HistoryPolicy
-from pushgate.pubsub import PubSubConnection, PubSubError, command
-from pushgate.redis_server import RedisServer
-from pushgate.wire import Publication
+from gateway.delivery.direct import Cork
+from gateway.delivery.hub import Hub
+from pushgate.broker.pubsub import PubSubConnection, PubSubError, command
+from pushgate.broker.store import Backend, HistoryPolicy
+from pushgate.cli.redis_server import RedisServer
+from pushgate.core.wire import Publication
 
 WAIT = 10.0
 POLICY = HistoryPolicy(size=100, ttl=60)

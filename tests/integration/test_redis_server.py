@@ -8,8 +8,8 @@ from typing import cast
 import pytest
 import redis
 
-from pushgate.processes import is_alive
-from pushgate.redis_server import RedisServer, find_redis_server
+from pushgate.cli.processes import is_alive
+from pushgate.cli.redis_server import RedisServer, find_redis_server
 
 
 def test_bundled_redis_server_starts_and_stops_by_pid(monkeypatch: pytest.MonkeyPatch) -> None:

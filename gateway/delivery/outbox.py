@@ -1,0 +1,210 @@
+"""What goes out on one socket: written at once while the client keeps up, queued otherwise.
+
+Shared code only ever calls ``push`` (never awaits a client). A frame is written straight to the
+socket when nothing is queued before it and the socket can take it (see ``direct.py``); else it
+joins a bounded queue that a writer task, started only then, drains. A client whose queue
+overflows is closed as a slow consumer, so it costs its own queue and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from gateway.delivery.direct import DirectSink
+from pushgate.core.wire import (
+    CloseCode,
+    OffsetKey,
+    Publication,
+    close_reason,
+    parse_offset,
+    text_frame,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class Outbox:
+    __slots__ = (
+        "_aborted", "_closing", "_direct", "_queue", "_send_deadline", "_send_timeout", "_size",
+        "_websocket", "_writer",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        size: int,
+        send_timeout: float,
+        direct: DirectSink | None = None,
+    ) -> None:
+        self._websocket = websocket
+        self._size = size
+        self._send_timeout = send_timeout
+        self._direct = direct
+        self._queue: deque[str | _Close] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._aborted: _Close | None = None
+        self._send_deadline: asyncio.Timeout | None = None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def push(self, text: str, wire: bytes | None = None) -> None:
+        """Send a text frame; ``wire`` is the same frame already encoded, when the caller has it."""
+        if self._closing:
+            return
+        # Nothing queued before it: try the socket itself.
+        direct = self._direct
+        if (
+            self._writer is None
+            and direct is not None
+            and direct.write(wire if wire is not None else text_frame(text.encode()))
+        ):
+            return
+        if len(self._queue) >= self._size:
+            self.overflowed()
+            return
+        self._queue.append(text)
+        self._start_writer()
+
+    def overflowed(self) -> None:
+        """The client fell behind by more than the queue holds: close it as a slow consumer."""
+        self.abort(CloseCode.SLOW_CONSUMER, "client is not reading fast enough")
+
+    def feed(self, forward: Callable[[Publication], None], *, after: OffsetKey | None) -> Feed:
+        """A feed into this outbox, holding back at most as much as the outbox queues."""
+        return Feed(forward, after=after, held_limit=self._size, overflow=self.overflowed)
+
+    def finish(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close after everything already queued has been sent."""
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.append(_Close(code, reason))
+        self._start_writer()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close now: drop what is queued, and stop waiting on a send the client blocks."""
+        self._closing = True
+        self._aborted = _Close(code, reason)
+        self._queue.clear()
+        self._queue.append(self._aborted)
+        if self._send_deadline is not None:
+            self._send_deadline.reschedule(asyncio.get_running_loop().time())
+        self._start_writer()
+
+    async def stop(self) -> None:
+        """The connection is over: stop writing."""
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                if await self._send(self._queue.popleft()):
+                    return
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            self._queue.clear()  # the client is gone; the reader sees it too
+        finally:
+            self._writer = None
+
+    async def _send(self, item: str | _Close) -> bool:
+        """Send one queued item; True once the socket is closed (by us, or given up on)."""
+        try:
+            async with asyncio.timeout(self._send_timeout) as self._send_deadline:
+                if isinstance(item, _Close):
+                    await _close(self._websocket, item)
+                    return True
+                await self._websocket.send_text(item)
+                return False
+        except TimeoutError:
+            await self._close_after_stall()
+            return True
+        finally:
+            self._send_deadline = None
+
+    async def _close_after_stall(self) -> None:
+        # No frame was written (uvicorn waits for the socket to be writable before writing),
+        # so the close can follow; it reaches the client once it reads what is buffered.
+        close = self._aborted or _Close(CloseCode.SLOW_CONSUMER, "send timed out")
+        self._queue.clear()
+        log.info("closing a stalled client (%s)", close.reason)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._send_timeout):
+                await _close(self._websocket, close)
+
+
+async def _close(websocket: WebSocket, close: _Close) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED:
+        await websocket.close(close.code, close_reason(close.reason))
+
+
+class Feed:
+    """One client's view of one channel (a hub ``Subscriber``).
+
+    Live events are held back until the history read after subscribing is spliced in front of
+    them; from then on each offset passes at most once, in increasing order.
+    """
+
+    __slots__ = ("_forward", "_held", "_held_limit", "_last", "_overflow")
+
+    def __init__(
+        self,
+        forward: Callable[[Publication], None],
+        *,
+        after: OffsetKey | None,
+        held_limit: int,
+        overflow: Callable[[], None],
+    ) -> None:
+        self._forward = forward
+        self._last = after
+        self._held: list[Publication] | None = []
+        self._held_limit = held_limit
+        self._overflow = overflow
+
+    def deliver(self, publication: Publication) -> None:
+        if self._held is None:
+            self._pass(publication)
+        elif len(self._held) < self._held_limit:
+            self._held.append(publication)
+        else:
+            self._overflow()
+
+    def go_live(self, history: list[Publication], *, floor: str | None = None) -> None:
+        """Send ``history``, then what was held back; nothing at or below offset ``floor``."""
+        held, self._held = self._held or [], None
+        if floor:
+            key = parse_offset(floor)
+            if self._last is None or key > self._last:
+                self._last = key
+        for publication in history:
+            self._pass(publication)
+        for publication in held:
+            self._pass(publication)
+
+    def _pass(self, publication: Publication) -> None:
+        if self._last is None or publication.key > self._last:
+            self._last = publication.key
+            self._forward(publication)

@@ -1,0 +1,60 @@
+"""``POST /channels/{channel}/publications``: the app's backend publishes with an API key."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway.access import api_key_valid
+from gateway.channel_access import HTTP_STATUS, namespace_of
+from gateway.endpoints.body import read_json_object
+from gateway.errors import ApiError
+from gateway.services import services
+from pushgate.broker.store import HistoryPolicy
+from pushgate.core.channels import JOB_NAMESPACE, ChannelNameError, parse_channel
+from pushgate.core.protocol import RpcError
+
+MAX_IDEMPOTENCY_KEY = 128
+
+
+async def publish(request: Request) -> JSONResponse:
+    svc = services(request)
+    keys = svc.settings.api_keys
+    # Without keys the API is open only where auth is off altogether (pushgate dev).
+    if (keys or svc.auth.enabled) and not api_key_valid(request.headers, keys):
+        raise ApiError(401, "unauthorized", "a valid X-API-Key is required")
+    try:
+        channel = parse_channel(request.path_params["channel"])
+        namespace = namespace_of(svc, channel)
+    except ChannelNameError as exc:
+        raise ApiError(422, "invalid_channel", str(exc)) from None
+    except RpcError as exc:
+        status, code = HTTP_STATUS[exc.code]
+        raise ApiError(status, code, exc.message) from None
+    if namespace.name == JOB_NAMESPACE:
+        raise ApiError(403, "permission_denied", "job channels are written by workers only")
+    body = await read_json_object(request, svc.settings.max_body_bytes)
+    if "data" not in body:
+        raise ApiError(422, "invalid_body", "data is required")
+    idempotency = _idempotency_key(request)
+    offset, epoch = await svc.backend.publish(
+        channel.full,
+        body["data"],
+        HistoryPolicy(namespace.history_size, namespace.history_ttl),
+        idempotency=(idempotency, svc.settings.idempotency_ttl) if idempotency else None,
+    )
+    return JSONResponse({"offset": offset, "epoch": epoch})
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        message = f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters"
+        raise ApiError(422, "invalid_idempotency_key", message)
+    return key
+
+
+ROUTES = [Route("/channels/{channel}/publications", publish, methods=["POST"])]

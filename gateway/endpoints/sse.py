@@ -1,0 +1,107 @@
+"""``GET /sse?channel=<channel>[&token=]``: publications as server-sent events.
+
+For networks where WebSockets are blocked. Each event has ``id: <offset>``; a reconnecting
+EventSource sends ``Last-Event-ID`` and resumes after it, or is told ``event: unrecovered``
+when that part of the history is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from gateway.access import origin_allowed
+from gateway.channel_access import authorize_request
+from gateway.delivery.outbox import Feed
+from gateway.delivery.subscribe import subscribe_feed
+from gateway.errors import ApiError
+from gateway.services import Services, services
+from pushgate.core.channels import JOB_NAMESPACE, Channel, ChannelNameError, parse_channel
+from pushgate.core.events import is_terminal
+from pushgate.core.wire import Publication, WireError, parse_offset
+
+KEEPALIVE_SECONDS = 15.0
+_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def sse(request: Request) -> StreamingResponse:
+    svc = services(request)
+    if not origin_allowed(request.scope, svc.settings.allowed_origins):
+        raise ApiError(403, "forbidden", "origin not allowed")
+    try:
+        channel = parse_channel(request.query_params.get("channel"))
+        last_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        if last_id:
+            parse_offset(last_id)
+    except ChannelNameError as exc:
+        raise ApiError(422, "invalid_channel", str(exc)) from None
+    except WireError as exc:
+        raise ApiError(422, "invalid_last_event_id", exc.message) from None
+    await authorize_request(svc, request, channel)
+    events = _events(svc, channel, last_id or None)
+    return StreamingResponse(events, media_type="text/event-stream", headers=_HEADERS)
+
+
+async def _events(svc: Services, channel: Channel, last_id: str | None) -> AsyncIterator[str]:
+    queue: asyncio.Queue[Publication | None] = asyncio.Queue(svc.settings.ws_queue_size)
+
+    def overflow() -> None:  # a slow reader ends its stream; EventSource resumes from its id
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(None)
+
+    def forward(publication: Publication) -> None:
+        try:
+            queue.put_nowait(publication)
+        except asyncio.QueueFull:
+            overflow()
+
+    feed = Feed(forward, after=None, held_limit=svc.settings.ws_queue_size, overflow=overflow)
+    await subscribe_feed(svc, channel.full, feed)
+    try:
+        yield "retry: 2000\n\n"
+        missed, floor, recovered = await _start(svc, channel, last_id)
+        if not recovered:
+            yield "event: unrecovered\ndata: {}\n\n"
+        feed.go_live(missed, floor=floor)
+        async for event in _drain(queue):
+            yield event
+    finally:
+        svc.hub.unsubscribe(channel.full, feed)
+
+
+async def _start(
+    svc: Services, channel: Channel, last_id: str | None
+) -> tuple[list[Publication], str | None, bool]:
+    """What to send first: (publications, offset to start after, whether nothing was lost)."""
+    if last_id is not None:
+        replay = await svc.backend.replay(channel.full, after=last_id, since_epoch=None)
+        if replay.recovered:
+            return replay.publications, last_id, True
+        return [], replay.offset, False
+    if channel.namespace == JOB_NAMESPACE:  # a job's stream tells its whole story
+        return await svc.backend.history(channel.full), None, True
+    newest = await svc.backend.latest(channel.full, 1)
+    return [], newest.offset, True
+
+
+async def _drain(queue: asyncio.Queue[Publication | None]) -> AsyncIterator[str]:
+    while True:
+        try:
+            publication = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+        except TimeoutError:
+            yield ": keepalive\n\n"
+            continue
+        if publication is None:
+            return
+        yield publication.sse_event
+        if is_terminal(publication.data) and publication.channel.startswith("job:"):
+            yield "event: end\ndata: {}\n\n"
+            return
+
+
+ROUTES = [Route("/sse", sse, methods=["GET"])]

