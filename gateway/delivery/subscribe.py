@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.delivery.outbox import Feed
+from gateway.delivery.feed import Feed
 from gateway.services import Services
 from pushgate.core.protocol import ErrorCode, RpcError
 

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from gateway.access import origin_allowed
 from gateway.channel_access import authorize_request
-from gateway.delivery.outbox import Feed
+from gateway.delivery.feed import Feed
 from gateway.delivery.subscribe import subscribe_feed
 from gateway.errors import ApiError
 from gateway.services import Services, services

@@ -22,7 +22,8 @@ from starlette.websockets import WebSocket
 from gateway.access import origin_allowed
 from gateway.channel_access import authorize_read, namespace_of
 from gateway.delivery.direct import DirectSink
-from gateway.delivery.outbox import Feed, Outbox
+from gateway.delivery.feed import Feed
+from gateway.delivery.outbox import Outbox
 from gateway.delivery.subscribe import subscribe_feed
 from gateway.services import Services, services
 from gateway.submission import JobConflictError, job_reply, submit_job

@@ -7,7 +7,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from gateway.delivery.outbox import Feed, Outbox
+from gateway.delivery.feed import Feed
+from gateway.delivery.outbox import Outbox
 from pushgate.core.wire import Publication
 
 
