@@ -8,8 +8,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-from gateway.errors import ApiError
-from pushgate.core.auth import Authenticator, AuthError
+from pushgate.core.auth import Authenticator
 from pushgate.core.channels import Identity
 
 
@@ -19,11 +18,8 @@ def bearer_token(headers: Headers) -> str | None:
 
 
 def identify(auth: Authenticator, headers: Headers) -> Identity:
-    """The identity ``Authorization: Bearer <jwt>`` proves; 401 when it proves none."""
-    try:
-        return auth.identify(bearer_token(headers))
-    except AuthError as exc:
-        raise ApiError(401, "unauthorized", str(exc)) from None
+    """The identity ``Authorization: Bearer <jwt>`` proves; AuthError when it proves none."""
+    return auth.identify(bearer_token(headers))
 
 
 def api_key_valid(headers: Headers, keys: str) -> bool:

@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from gateway.access import bearer_token, identify
-from gateway.errors import ApiError
 from gateway.services import Services
 from pushgate.broker.store import JobRecord
-from pushgate.core.auth import AuthError
 from pushgate.core.channels import (
     ANONYMOUS,
     JOB_NAMESPACE,
@@ -19,7 +17,7 @@ from pushgate.core.channels import (
     Namespace,
     may_subscribe,
 )
-from pushgate.core.protocol import ErrorCode, RpcError
+from pushgate.core.errors import ErrorKind, PushgateError
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,39 +26,29 @@ class Readable:
     job: JobRecord | None  # the job, for a job channel
 
 
-HTTP_STATUS = {
-    ErrorCode.UNAUTHORIZED: (401, "unauthorized"),
-    ErrorCode.PERMISSION_DENIED: (403, "permission_denied"),
-    ErrorCode.UNKNOWN_CHANNEL: (404, "unknown_channel"),
-}
-
-
 def namespace_of(svc: Services, channel: Channel) -> Namespace:
     namespace = svc.namespaces.get(channel)
     if namespace is None:
-        raise RpcError(ErrorCode.UNKNOWN_CHANNEL, f"no namespace {channel.namespace!r}")
+        raise PushgateError(ErrorKind.UNKNOWN_CHANNEL, f"no namespace {channel.namespace!r}")
     return namespace
 
 
 async def authorize_read(
     svc: Services, channel: Channel, identity: Identity, token: str | None
 ) -> Readable:
-    """Raise RpcError (unknown channel, unauthorized, permission denied) unless readable.
+    """Raise PushgateError (unknown channel, unauthorized, permission denied) unless readable.
 
     ``token`` is a subscribe token, which opens the one channel it names.
     """
     namespace = namespace_of(svc, channel)
     token_channel = None
     if token is not None:
-        try:
-            token_channel = svc.auth.subscribe_token_channel(token)
-        except AuthError as exc:
-            raise RpcError(ErrorCode.UNAUTHORIZED, str(exc)) from None
+        token_channel = svc.auth.subscribe_token_channel(token)
     job = None
     if namespace.name == JOB_NAMESPACE:
         job = await svc.backend.get_job(channel.name)
         if job is None:
-            raise RpcError(ErrorCode.UNKNOWN_CHANNEL, f"unknown job {channel.name}")
+            raise PushgateError(ErrorKind.UNKNOWN_CHANNEL, f"unknown job {channel.name}")
     allowed = may_subscribe(
         namespace,
         channel,
@@ -71,17 +59,12 @@ async def authorize_read(
     )
     if not allowed:
         if identity.user is None and token_channel is None:
-            raise RpcError(ErrorCode.UNAUTHORIZED, f"a token is needed to read {channel}")
-        raise RpcError(ErrorCode.PERMISSION_DENIED, f"not allowed to read {channel}")
+            raise PushgateError(ErrorKind.UNAUTHORIZED, f"a token is needed to read {channel}")
+        raise PushgateError(ErrorKind.PERMISSION_DENIED, f"not allowed to read {channel}")
     return Readable(namespace, job)
 
 
 async def authorize_request(svc: Services, request: Request, channel: Channel) -> Readable:
-    """``authorize_read`` for an HTTP request (bearer token, ``?token=`` subscribe token), its
-    refusals as HTTP errors."""
+    """``authorize_read`` for an HTTP request (bearer token, ``?token=`` subscribe token)."""
     identity = identify(svc.auth, request.headers) if bearer_token(request.headers) else ANONYMOUS
-    try:
-        return await authorize_read(svc, channel, identity, request.query_params.get("token"))
-    except RpcError as exc:
-        status, code = HTTP_STATUS[exc.code]
-        raise ApiError(status, code, exc.message) from None
+    return await authorize_read(svc, channel, identity, request.query_params.get("token"))

@@ -1,4 +1,4 @@
-"""Every HTTP error is ``{"error": {"code", "message"}}`` with a precise status."""
+"""Every HTTP error is ``{"error": {"code", "message"}}``, its status read from the error table."""
 
 from __future__ import annotations
 
@@ -9,52 +9,50 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pushgate.core.errors import ErrorKind, PushgateError
+
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    415: "unsupported_media_type",
+# What Starlette's own routing and parsing raise, as kinds of the table.
+_STARLETTE_KINDS = {
+    400: ErrorKind.BAD_REQUEST,
+    404: ErrorKind.NOT_FOUND,
+    405: ErrorKind.METHOD_NOT_ALLOWED,
+    413: ErrorKind.BODY_TOO_LARGE,
+    415: ErrorKind.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+def error_response(error: PushgateError) -> JSONResponse:
+    body = {"error": {"code": error.code, "message": error.message}}
+    return JSONResponse(body, status_code=error.kind.http_status)
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-async def api_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+async def pushgate_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PushgateError)
+    return error_response(exc)
 
 
 async def http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, exc.detail)
+    fallback = ErrorKind.INTERNAL_ERROR if exc.status_code >= 500 else ErrorKind.BAD_REQUEST
+    kind = _STARLETTE_KINDS.get(exc.status_code, fallback)
+    return error_response(PushgateError(kind, exc.detail))
 
 
 async def redis_error(_request: Request, exc: Exception) -> Response:
     log.warning("redis unavailable: %s", exc)
-    return error_response(503, "unavailable", "the job store is unavailable; retry shortly")
+    message = "the job store is unavailable; retry shortly"
+    return error_response(PushgateError(ErrorKind.UNAVAILABLE, message))
 
 
 async def internal_error(_request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc)
-    return error_response(500, "internal_error", "internal server error")
+    return error_response(PushgateError(ErrorKind.INTERNAL_ERROR, "internal server error"))
 
 
 EXCEPTION_HANDLERS = {
-    ApiError: api_error,
+    PushgateError: pushgate_error,
     HTTPException: http_error,
     RedisError: redis_error,
     Exception: internal_error,

@@ -8,11 +8,15 @@ from gateway.services import Services
 from pushgate.broker import jobqueue
 from pushgate.broker.store import JobRecord
 from pushgate.core.channels import Identity
+from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.wire import job_channel, job_ws_path
 
 
-class JobConflictError(Exception):
-    """The request id is taken by a job for another url."""
+class JobConflictError(PushgateError):
+    """The request id is taken by a job for another url, or another user's."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(ErrorKind.CONFLICT, f"request_id {request_id!r} is taken by another job")
 
 
 async def submit_job(
@@ -22,7 +26,7 @@ async def submit_job(
     created, job = await svc.backend.create_job(request_id, url, identity.user or "")
     # Someone else's job is a conflict even for the same url: it would hand out their token.
     if job.url != url or (svc.auth.enabled and job.owner != (identity.user or "")):
-        raise JobConflictError(f"request_id {request_id!r} is taken by another job")
+        raise JobConflictError(request_id)
     if job.status == "queued":
         # Also for an existing job: if an earlier submit died between creating and
         # enqueueing, this repairs it; otherwise arq sees the job id and does nothing.

@@ -19,8 +19,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway.delivery.direct import DirectSink
 from gateway.delivery.feed import Feed
+from pushgate.core.errors import CloseCode
 from pushgate.core.wire import (
-    CloseCode,
     OffsetKey,
     Publication,
     close_reason,

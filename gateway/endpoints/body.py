@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from gateway.errors import ApiError
+from pushgate.core.errors import ErrorKind, PushgateError
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
@@ -15,14 +15,16 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+        raise PushgateError(
+            ErrorKind.MALFORMED_JSON, f"request body is not valid JSON: {exc}"
+        ) from None
     if not isinstance(body, dict):
-        raise ApiError(422, "invalid_body", "request body must be a JSON object")
+        raise PushgateError(ErrorKind.INVALID_BODY, "request body must be a JSON object")
     return body
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
-    too_large = ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
+    too_large = PushgateError(ErrorKind.BODY_TOO_LARGE, f"request body exceeds {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from gateway.errors import error_response
 from gateway.services import services
+from pushgate.core.errors import ErrorKind, PushgateError
 
 READY_TIMEOUT = 1.0
 
@@ -25,9 +26,13 @@ async def readyz(request: Request) -> JSONResponse:
         async with asyncio.timeout(READY_TIMEOUT):
             await svc.backend.ping()
     except (RedisError, OSError, TimeoutError) as exc:
-        return error_response(503, "unavailable", f"redis does not answer: {exc!r}")
+        return error_response(
+            PushgateError(ErrorKind.UNAVAILABLE, f"redis does not answer: {exc!r}")
+        )
     if not svc.hub.connected:
-        return error_response(503, "unavailable", "redis pub/sub connection is down")
+        return error_response(
+            PushgateError(ErrorKind.UNAVAILABLE, "redis pub/sub connection is down")
+        )
     return JSONResponse({"status": "ready"})
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -11,38 +9,21 @@ from starlette.routing import Route
 from gateway.access import identify
 from gateway.channel_access import authorize_request
 from gateway.endpoints.body import read_json_object
-from gateway.errors import ApiError
-from gateway.services import Services, services
-from gateway.submission import JobConflictError, job_reply, submit_job
-from pushgate.broker.store import JobRecord
-from pushgate.core.channels import JOB_NAMESPACE, Channel, Identity
-from pushgate.core.wire import WireError, new_request_id, validate_request_id, validate_url
-
-
-def _checked(value: object, validate: Callable[[object], str]) -> str:
-    try:
-        return validate(value)
-    except WireError as exc:
-        raise ApiError(422, exc.code, exc.message) from None
-
-
-async def _submit(
-    svc: Services, request_id: str, url: str, identity: Identity
-) -> tuple[bool, JobRecord]:
-    try:
-        return await submit_job(svc, request_id, url, identity)
-    except JobConflictError as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+from gateway.services import services
+from gateway.submission import job_reply, submit_job
+from pushgate.core.channels import JOB_NAMESPACE, Channel
+from pushgate.core.errors import ErrorKind, PushgateError
+from pushgate.core.wire import new_request_id, validate_request_id, validate_url
 
 
 async def post_job(request: Request) -> JSONResponse:
     svc = services(request)
     identity = identify(svc.auth, request.headers)
     body = await read_json_object(request, svc.settings.max_body_bytes)
-    url = _checked(body.get("url"), validate_url)
+    url = validate_url(body.get("url"))
     raw_id = body.get("request_id")
-    request_id = new_request_id() if raw_id is None else _checked(raw_id, validate_request_id)
-    created, job = await _submit(svc, request_id, url, identity)
+    request_id = new_request_id() if raw_id is None else validate_request_id(raw_id)
+    created, job = await submit_job(svc, request_id, url, identity)
     return JSONResponse(job_reply(svc, job, identity), status_code=202 if created else 200)
 
 
@@ -50,10 +31,10 @@ async def put_url(request: Request) -> JSONResponse:
     """The original prototype's submit call, kept for its clients."""
     svc = services(request)
     identity = identify(svc.auth, request.headers)
-    request_id = _checked(request.path_params["request_id"], validate_request_id)
+    request_id = validate_request_id(request.path_params["request_id"])
     body = await read_json_object(request, svc.settings.max_body_bytes)
-    url = _checked(body.get("url"), validate_url)
-    created, _job = await _submit(svc, request_id, url, identity)
+    url = validate_url(body.get("url"))
+    created, _job = await submit_job(svc, request_id, url, identity)
     payload = {"status": "accepted", "request_id": request_id}
     return JSONResponse(payload, status_code=201 if created else 200)
 
@@ -61,13 +42,15 @@ async def put_url(request: Request) -> JSONResponse:
 async def get_job(request: Request) -> JSONResponse:
     """Readable by the job's owner (bearer token) or with its subscribe token (``?token=``)."""
     svc = services(request)
-    request_id = _checked(request.path_params["request_id"], validate_request_id)
+    request_id = validate_request_id(request.path_params["request_id"])
     try:
         readable = await authorize_request(svc, request, Channel(JOB_NAMESPACE, request_id))
-    except ApiError as exc:
-        if exc.status != 404:
+    except PushgateError as exc:
+        if exc.kind is not ErrorKind.UNKNOWN_CHANNEL:
             raise
-        raise ApiError(404, "unknown_job", f"no job with request_id {request_id!r}") from None
+        raise PushgateError(
+            ErrorKind.UNKNOWN_JOB, f"no job with request_id {request_id!r}"
+        ) from None
     assert readable.job is not None
     return JSONResponse(readable.job.to_json())
 

@@ -7,13 +7,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.access import api_key_valid
-from gateway.channel_access import HTTP_STATUS, namespace_of
+from gateway.channel_access import namespace_of
 from gateway.endpoints.body import read_json_object
-from gateway.errors import ApiError
 from gateway.services import services
 from pushgate.broker.store import HistoryPolicy
-from pushgate.core.channels import JOB_NAMESPACE, ChannelNameError, parse_channel
-from pushgate.core.protocol import RpcError
+from pushgate.core.channels import JOB_NAMESPACE, parse_channel
+from pushgate.core.errors import ErrorKind, PushgateError
 
 MAX_IDEMPOTENCY_KEY = 128
 
@@ -23,20 +22,14 @@ async def publish(request: Request) -> JSONResponse:
     keys = svc.settings.api_keys
     # Without keys the API is open only where auth is off altogether (pushgate dev).
     if (keys or svc.auth.enabled) and not api_key_valid(request.headers, keys):
-        raise ApiError(401, "unauthorized", "a valid X-API-Key is required")
-    try:
-        channel = parse_channel(request.path_params["channel"])
-        namespace = namespace_of(svc, channel)
-    except ChannelNameError as exc:
-        raise ApiError(422, "invalid_channel", str(exc)) from None
-    except RpcError as exc:
-        status, code = HTTP_STATUS[exc.code]
-        raise ApiError(status, code, exc.message) from None
+        raise PushgateError(ErrorKind.UNAUTHORIZED, "a valid X-API-Key is required")
+    channel = parse_channel(request.path_params["channel"])
+    namespace = namespace_of(svc, channel)
     if namespace.name == JOB_NAMESPACE:
-        raise ApiError(403, "permission_denied", "job channels are written by workers only")
+        raise PushgateError(ErrorKind.PERMISSION_DENIED, "job channels are written by workers only")
     body = await read_json_object(request, svc.settings.max_body_bytes)
     if "data" not in body:
-        raise ApiError(422, "invalid_body", "data is required")
+        raise PushgateError(ErrorKind.INVALID_BODY, "data is required")
     idempotency = _idempotency_key(request)
     offset, epoch = await svc.backend.publish(
         channel.full,
@@ -53,7 +46,7 @@ def _idempotency_key(request: Request) -> str | None:
         return None
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
         message = f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters"
-        raise ApiError(422, "invalid_idempotency_key", message)
+        raise PushgateError(ErrorKind.INVALID_IDEMPOTENCY_KEY, message)
     return key
 
 

@@ -18,11 +18,11 @@ from gateway.access import origin_allowed
 from gateway.channel_access import authorize_request
 from gateway.delivery.feed import Feed
 from gateway.delivery.subscribe import subscribe_feed
-from gateway.errors import ApiError
 from gateway.services import Services, services
-from pushgate.core.channels import JOB_NAMESPACE, Channel, ChannelNameError, parse_channel
+from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
+from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.events import is_terminal
-from pushgate.core.wire import Publication, WireError, parse_offset
+from pushgate.core.wire import Publication, parse_offset
 
 KEEPALIVE_SECONDS = 15.0
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -31,16 +31,14 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 async def sse(request: Request) -> StreamingResponse:
     svc = services(request)
     if not origin_allowed(request.scope, svc.settings.allowed_origins):
-        raise ApiError(403, "forbidden", "origin not allowed")
+        raise PushgateError(ErrorKind.FORBIDDEN, "origin not allowed")
+    channel = parse_channel(request.query_params.get("channel"))
+    last_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     try:
-        channel = parse_channel(request.query_params.get("channel"))
-        last_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         if last_id:
             parse_offset(last_id)
-    except ChannelNameError as exc:
-        raise ApiError(422, "invalid_channel", str(exc)) from None
-    except WireError as exc:
-        raise ApiError(422, "invalid_last_event_id", exc.message) from None
+    except PushgateError as exc:
+        raise PushgateError(ErrorKind.INVALID_LAST_EVENT_ID, exc.message) from None
     await authorize_request(svc, request, channel)
     events = _events(svc, channel, last_id or None)
     return StreamingResponse(events, media_type="text/event-stream", headers=_HEADERS)

@@ -17,26 +17,13 @@ from gateway.delivery.outbox import Outbox
 from gateway.delivery.subscribe import subscribe_feed
 from gateway.services import Services, services
 from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel
+from pushgate.core.errors import CloseCode, PushgateError
 from pushgate.core.events import is_terminal
-from pushgate.core.protocol import ErrorCode, RpcError
-from pushgate.core.wire import (
-    CloseCode,
-    OffsetKey,
-    Publication,
-    WireError,
-    close_reason,
-    parse_offset,
-)
+from pushgate.core.wire import OffsetKey, Publication, close_reason, parse_offset
 from pushgate.core.wire import validate_request_id as _validate_id
 
 # Clients of this endpoint only need to send pings or nothing at all.
 MAX_INBOUND_BYTES = 4096
-_CLOSE_FOR = {
-    ErrorCode.UNKNOWN_CHANNEL: CloseCode.UNKNOWN_JOB,
-    ErrorCode.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
-    ErrorCode.PERMISSION_DENIED: CloseCode.UNAUTHORIZED,
-    ErrorCode.UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
-}
 
 
 async def job_socket(websocket: WebSocket) -> None:
@@ -49,7 +36,7 @@ async def job_socket(websocket: WebSocket) -> None:
         request_id = _validate_id(websocket.path_params["request_id"])
         since = websocket.query_params.get("since")
         after = None if since is None else parse_offset(since)
-    except WireError as exc:
+    except PushgateError as exc:
         await websocket.close(CloseCode.BAD_REQUEST, close_reason(exc.message))
         return
     channel = Channel(JOB_NAMESPACE, request_id)
@@ -64,9 +51,8 @@ async def job_socket(websocket: WebSocket) -> None:
             after,
             readable.job is not None and readable.job.finished,
         )
-    except RpcError as exc:
-        code = _CLOSE_FOR.get(exc.code, CloseCode.INTERNAL_ERROR)
-        await websocket.close(code, close_reason(exc.message))
+    except PushgateError as exc:
+        await websocket.close(exc.kind.close_code, close_reason(exc.message))
 
 
 async def _stream(

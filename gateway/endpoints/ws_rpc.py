@@ -26,19 +26,19 @@ from gateway.delivery.feed import Feed
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.subscribe import subscribe_feed
 from gateway.services import Services, services
-from gateway.submission import JobConflictError, job_reply, submit_job
+from gateway.submission import job_reply, submit_job
 from pushgate.broker.store import HistoryPolicy
 from pushgate.core.auth import AuthError
 from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity, may_publish
+from pushgate.core.errors import CloseCode, ErrorKind, PushgateError
 from pushgate.core.protocol import (
     ConnectParams,
-    ErrorCode,
     HistoryParams,
     Params,
     PingParams,
     PublishParams,
     Request,
-    RpcError,
+    RequestError,
     Session,
     SubmitParams,
     SubscribeParams,
@@ -48,7 +48,7 @@ from pushgate.core.protocol import (
     parse_params,
     parse_request,
 )
-from pushgate.core.wire import CloseCode, new_request_id, parse_offset
+from pushgate.core.wire import new_request_id, parse_offset
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,16 @@ class RpcConnection:
             request = parse_request(frame)
             self._session.admit(request, self._loop.time())
             result, then = await self._dispatch(request, parse_params(request))
-        except RpcError as exc:
-            if request is not None and exc.request_id is None:
-                exc.request_id = request.id
+        except PushgateError as exc:
+            if isinstance(exc, RequestError):
+                request_id = exc.request_id
+            else:
+                assert request is not None  # only parsing fails before there is a request
+                request_id = request.id
             if request is None or request.id is not None:
-                self._outbox.push(encode_error(exc))
-            if exc.close_code is not None:
-                self._outbox.finish(exc.close_code, exc.message)
+                self._outbox.push(encode_error(request_id, exc))
+            if exc.closes:
+                self._outbox.finish(exc.kind.close_code, exc.message)
             return
         if request.id is not None:
             self._outbox.push(encode_result(request.id, result))
@@ -161,12 +164,13 @@ class RpcConnection:
             return await self._call(params)
         except RedisError as exc:
             log.warning("redis error in %s: %s", request.method, exc)
-            raise RpcError(ErrorCode.UNAVAILABLE, "the store is unavailable; retry") from None
-        except RpcError:
+            message = "the store is unavailable; retry"
+            raise PushgateError(ErrorKind.UNAVAILABLE, message) from None
+        except PushgateError:
             raise
         except Exception:
             log.exception("%s failed", request.method)
-            raise RpcError(ErrorCode.INTERNAL_ERROR, "internal error") from None
+            raise PushgateError(ErrorKind.INTERNAL_ERROR, "internal error") from None
 
     async def _call(self, params: Params) -> Outcome:
         match params:
@@ -189,8 +193,8 @@ class RpcConnection:
         try:
             identity = self._svc.auth.identify(params.token)
         except AuthError as exc:
-            code, reason = ErrorCode.UNAUTHORIZED, str(exc)
-            raise RpcError(code, reason, close_code=CloseCode.UNAUTHORIZED) from None
+            exc.closes = True
+            raise
         self._session.connect(identity)
         if identity.expires_at is not None:
             delay = max(0.0, identity.expires_at - time.time())
@@ -270,7 +274,9 @@ class RpcConnection:
         channel = params.channel
         namespace = namespace_of(self._svc, channel)
         if not may_publish(namespace, channel, self._identity, auth_enabled=self._svc.auth.enabled):
-            raise RpcError(ErrorCode.PERMISSION_DENIED, f"clients may not publish to {channel}")
+            raise PushgateError(
+                ErrorKind.PERMISSION_DENIED, f"clients may not publish to {channel}"
+            )
         policy = HistoryPolicy(namespace.history_size, namespace.history_ttl)
         offset, epoch = await self._svc.backend.publish(channel.full, params.data, policy)
         return {"offset": offset, "epoch": epoch}
@@ -286,11 +292,9 @@ class RpcConnection:
         try:
             _created, job = await submit_job(self._svc, request_id, params.url, self._identity)
             history = await self._svc.backend.history(channel.full) if feed else []
-        except BaseException as exc:
+        except BaseException:
             if feed is not None:
                 self._unsubscribe(channel)
-            if isinstance(exc, JobConflictError):
-                raise RpcError(ErrorCode.CONFLICT, str(exc)) from None
             raise
         reply = job_reply(self._svc, job, self._identity)
         return reply, (lambda: feed.go_live(history)) if feed else None

@@ -16,8 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pushgate.client import ClientError, Position, PushgateClient, RpcError, Subscription
+from pushgate.core.errors import PushgateError
 from pushgate.core.events import TERMINAL_TYPES
-from pushgate.core.wire import WireError, parse_offset
+from pushgate.core.wire import parse_offset
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 EXIT_OK = 0
@@ -61,7 +62,7 @@ def parse_since(text: str) -> Position:
     try:
         parse_offset(epoch)
         parse_offset(offset)
-    except WireError:
+    except PushgateError:
         raise UsageError(
             f"--since must be EPOCH:OFFSET, e.g. 1700000000000-0:1700000000123-4, not {text!r}"
         ) from None

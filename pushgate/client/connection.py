@@ -37,6 +37,7 @@ from pushgate.client.wire import (
     ProtocolViolationError,
     Publication,
     ResultHook,
+    RpcError,
     as_object,
     backoff_delay,
     decode_message,
@@ -45,7 +46,8 @@ from pushgate.client.wire import (
     should_reconnect,
     subscribe_params,
 )
-from pushgate.core.protocol import ErrorCode, Position, RpcError
+from pushgate.core.errors import RpcCode
+from pushgate.core.protocol import Position
 from pushgate.core.wire import job_channel, new_request_id
 
 __all__ = [
@@ -69,10 +71,6 @@ RecoveryHook = Callable[["Subscription"], None]
 DEFAULT_TIMEOUT = 10.0
 # A history answer holds up to 100 publications of up to 64 KiB each.
 MAX_FRAME_BYTES = 8 * 1024 * 1024
-
-_RETRYABLE_ERRORS = frozenset(
-    {ErrorCode.INTERNAL_ERROR, ErrorCode.UNAVAILABLE, ErrorCode.RATE_LIMITED}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,9 +377,9 @@ class PushgateClient:
         return not isinstance(exc, InvalidURI)
 
     def _retryable(self, error: RpcError) -> bool:
-        if error.code == ErrorCode.UNAUTHORIZED:
+        if error.code == RpcCode.UNAUTHORIZED:
             return callable(self._token)  # the next connection asks for a fresh token
-        return error.code in _RETRYABLE_ERRORS
+        return error.retryable
 
     def _fail(self, error: ClientClosedError, *, graceful: bool = False) -> ClientClosedError:
         """Enter the final state once: the first failure is the one every caller sees."""

@@ -13,12 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pushgate.core.protocol import ErrorCode, Position, RequestId, RpcError
-from pushgate.core.wire import WireError, parse_offset
-
-# docs/protocol.md, "Close codes": after these the client itself must change before retrying.
-_FINAL_CLOSE_CODES = frozenset({1000, 1009, 4400, 4403, 4404})
-_AUTH_FAILED = 4401
+from pushgate.core.errors import (
+    CLOSE_POLICY,
+    RETRYABLE_RPC_CODES,
+    CloseCode,
+    PushgateError,
+    Reconnect,
+    RpcCode,
+)
+from pushgate.core.protocol import Position, RequestId
+from pushgate.core.wire import parse_offset
 
 
 class ClientError(Exception):
@@ -44,6 +48,29 @@ class ClientClosedError(ClientError):
 
 class ProtocolViolationError(ClientError):
     """The server sent a frame that is not a message of the protocol."""
+
+
+class RpcError(Exception):
+    """The gateway answered a call with a JSON-RPC error (docs/protocol.md, "Errors")."""
+
+    def __init__(
+        self,
+        code: RpcCode,
+        message: str,
+        data: dict[str, Any] | None = None,
+        *,
+        request_id: RequestId | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+        self.request_id = request_id
+
+    @property
+    def retryable(self) -> bool:
+        """The same call may succeed later, unchanged (the server was busy or unavailable)."""
+        return self.code in RETRYABLE_RPC_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +111,13 @@ def backoff_delay(
 def should_reconnect(close_code: int | None, *, renewable_token: bool) -> bool:
     """Whether a socket closed with ``close_code`` is worth reopening; ``None`` and 1006 are a
     socket that died without a close frame (a crashed or unreachable gateway)."""
-    if close_code == _AUTH_FAILED:
+    try:
+        policy = CLOSE_POLICY[CloseCode(close_code)].reconnect if close_code else Reconnect.YES
+    except ValueError:  # not one of ours (1006, a proxy's 1002): the socket died, try again
+        return True
+    if policy is Reconnect.WITH_NEW_TOKEN:
         return renewable_token
-    return close_code not in _FINAL_CLOSE_CODES
+    return policy is Reconnect.YES
 
 
 def is_new(position: Position | None, publication: Publication) -> bool:
@@ -141,7 +172,7 @@ def _publication(params: object) -> Publication:
         raise ProtocolViolationError("publication channel, offset and epoch must be strings")
     try:
         parse_offset(offset)
-    except WireError as exc:
+    except PushgateError as exc:
         raise ProtocolViolationError(f"publication offset: {exc.message}") from None
     return Publication(channel, offset, epoch, params["data"])
 
@@ -155,10 +186,10 @@ def _rpc_error(error: object, request_id: RequestId | None) -> RpcError:
     if data is not None and not isinstance(data, dict):
         raise ProtocolViolationError("error data must be an object")
     try:
-        code = ErrorCode(raw_code)
+        code = RpcCode(raw_code)
     except ValueError:
         # A code newer than this client: still an error answer, never a dropped response.
-        code, data = ErrorCode.INTERNAL_ERROR, {**(data or {}), "code": raw_code}
+        code, data = RpcCode.INTERNAL_ERROR, {**(data or {}), "code": raw_code}
     return RpcError(code, message, data, request_id=request_id)
 
 

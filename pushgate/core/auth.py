@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 
 from pushgate.core.channels import ANONYMOUS, Identity
+from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.settings import Settings
 
 SUBSCRIBE_AUDIENCE = "pushgate:subscribe"
@@ -21,8 +22,11 @@ _PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
 _LEEWAY_SECONDS = 5
 
 
-class AuthError(Exception):
+class AuthError(PushgateError):
     """A token is missing, malformed, badly signed or expired."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorKind.UNAUTHORIZED, message)
 
 
 class Authenticator:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.settings import Settings, SettingsError
 
 JOB_NAMESPACE = "job"
@@ -15,8 +16,11 @@ _CHANNEL = re.compile(r"([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.-]{1,128})")
 _NAMESPACE_OPTIONS = {"publish": bool, "private": bool, "history_size": int, "history_ttl": int}
 
 
-class ChannelNameError(ValueError):
+class ChannelNameError(PushgateError):
     """A string that is not a channel name."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorKind.INVALID_CHANNEL, message)
 
 
 @dataclass(frozen=True, slots=True)

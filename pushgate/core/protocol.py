@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from pushgate.core.channels import Channel, ChannelNameError, Identity, parse_channel
+from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.wire import (
     OffsetKey,
-    WireError,
     parse_offset,
     validate_request_id,
     validate_url,
@@ -26,49 +25,19 @@ MAX_HISTORY_LIMIT = 100
 _COMPACT = (",", ":")
 
 
-class ErrorCode(IntEnum):
-    PARSE_ERROR = -32700
-    INVALID_REQUEST = -32600
-    UNKNOWN_METHOD = -32601
-    INVALID_PARAMS = -32602
-    INTERNAL_ERROR = -32603
-    UNAUTHORIZED = -32001
-    PERMISSION_DENIED = -32003
-    UNKNOWN_CHANNEL = -32004
-    LIMIT_EXCEEDED = -32005
-    CONFLICT = -32009
-    UNAVAILABLE = -32013
-    RATE_LIMITED = -32029
-
-
 RequestId = int | str
 
 
-class RpcError(Exception):
-    """An error answer; ``request_id`` is the id it answers (None when unknown).
+class RequestError(PushgateError):
+    """A frame refused before it became a ``Request``; ``request_id`` is its id, when it had one."""
 
-    ``close_code``: the connection is closed with it right after the answer.
-    """
-
-    def __init__(
-        self,
-        code: ErrorCode,
-        message: str,
-        data: dict[str, Any] | None = None,
-        *,
-        request_id: RequestId | None = None,
-        close_code: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
+    def __init__(self, kind: ErrorKind, message: str, request_id: RequestId | None = None) -> None:
+        super().__init__(kind, message)
         self.request_id = request_id
-        self.close_code = close_code
 
 
-def invalid_params(message: str, name: str) -> RpcError:
-    return RpcError(ErrorCode.INVALID_PARAMS, message, {"field": name})
+def invalid_params(message: str, name: str) -> PushgateError:
+    return PushgateError(ErrorKind.INVALID_PARAMS, message, {"field": name})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +51,19 @@ def parse_request(text: str | bytes) -> Request:
     try:
         message = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RpcError(ErrorCode.PARSE_ERROR, f"frame is not valid JSON: {exc}") from None
+        raise RequestError(ErrorKind.PARSE_ERROR, f"frame is not valid JSON: {exc}") from None
     if not isinstance(message, dict):
-        raise RpcError(ErrorCode.INVALID_REQUEST, "a frame must hold one JSON-RPC request object")
+        raise RequestError(
+            ErrorKind.INVALID_REQUEST, "a frame must hold one JSON-RPC request object"
+        )
     request_id = message.get("id")
     if request_id is not None and (
         isinstance(request_id, bool) or not isinstance(request_id, int | str)
     ):
-        raise RpcError(ErrorCode.INVALID_REQUEST, "id must be a string or an integer")
+        raise RequestError(ErrorKind.INVALID_REQUEST, "id must be a string or an integer")
 
-    def invalid(text: str) -> RpcError:
-        return RpcError(ErrorCode.INVALID_REQUEST, text, request_id=request_id)
+    def invalid(text: str) -> RequestError:
+        return RequestError(ErrorKind.INVALID_REQUEST, text, request_id)
 
     if message.get("jsonrpc") != "2.0":
         raise invalid('jsonrpc must be "2.0"')
@@ -174,17 +145,11 @@ Params = (
 
 
 def parse_params(request: Request) -> Params:
-    """Typed params for ``request``; raises RpcError (with the request's id) when they are wrong."""
+    """Typed params for ``request``; raises PushgateError when they are wrong."""
     parser = _PARSERS.get(request.method)
     if parser is None:
-        raise RpcError(
-            ErrorCode.UNKNOWN_METHOD, f"unknown method {request.method!r}", request_id=request.id
-        )
-    try:
-        return parser(_Reader(request.params))
-    except RpcError as exc:
-        exc.request_id = request.id
-        raise
+        raise PushgateError(ErrorKind.UNKNOWN_METHOD, f"unknown method {request.method!r}")
+    return parser(_Reader(request.params))
 
 
 @dataclass
@@ -222,7 +187,7 @@ class _Reader:
             if epoch:
                 parse_offset(epoch)
             _ = position.key
-        except WireError as exc:
+        except PushgateError as exc:
             raise invalid_params(f"since: {exc.message}", "since") from None
         return position
 
@@ -260,12 +225,12 @@ def _publish(r: _Reader) -> PublishParams:
 
 
 def _submit(r: _Reader) -> SubmitParams:
+    raw_url, raw_id = r.get("url", str, required=True), r.get("request_id", str)
     try:
-        url = validate_url(r.get("url", str, required=True))
-        raw_id = r.get("request_id", str)
+        url = validate_url(raw_url)
         request_id = None if raw_id is None else validate_request_id(raw_id)
-    except WireError as exc:
-        name = "url" if exc.code == "invalid_url" else "request_id"
+    except PushgateError as exc:
+        name = "url" if exc.kind is ErrorKind.INVALID_URL else "request_id"
         raise invalid_params(exc.message, name) from None
     params = SubmitParams(url, request_id, bool(r.get("subscribe", bool)))
     r.done()
@@ -304,13 +269,11 @@ def encode_result(request_id: RequestId, result: dict[str, Any]) -> str:
     return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}, separators=_COMPACT)
 
 
-def encode_error(error: RpcError) -> str:
-    body: dict[str, Any] = {"code": int(error.code), "message": error.message}
+def encode_error(request_id: RequestId | None, error: PushgateError) -> str:
+    body: dict[str, Any] = {"code": int(error.kind.rpc_code), "message": error.message}
     if error.data is not None:
         body["data"] = error.data
-    return json.dumps(
-        {"jsonrpc": "2.0", "id": error.request_id, "error": body}, separators=_COMPACT
-    )
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": body}, separators=_COMPACT)
 
 
 # Per-connection rules
@@ -347,25 +310,19 @@ class Session:
         return self.identity is not None
 
     def admit(self, request: Request, now: float) -> None:
-        """Raise RpcError if ``request`` may not run now: rate, connect-first, connect-once."""
+        """Raise PushgateError if ``request`` may not run now: rate, connect-first, connect-once."""
         self._tokens = min(self._burst, self._tokens + (now - self._refilled_at) * self._rate)
         self._refilled_at = now
         if self._tokens < 1:
-            raise RpcError(
-                ErrorCode.RATE_LIMITED,
-                f"more than {self._rate:g} calls per second",
-                request_id=request.id,
+            raise PushgateError(
+                ErrorKind.RATE_LIMITED, f"more than {self._rate:g} calls per second"
             )
         self._tokens -= 1
         if request.method == "connect":
             if self.connected:
-                raise RpcError(
-                    ErrorCode.INVALID_REQUEST, "already connected", request_id=request.id
-                )
+                raise PushgateError(ErrorKind.INVALID_REQUEST, "already connected")
         elif self._auth_required and not self.connected:
-            raise RpcError(
-                ErrorCode.UNAUTHORIZED, "call connect with a token first", request_id=request.id
-            )
+            raise PushgateError(ErrorKind.UNAUTHORIZED, "call connect with a token first")
 
     def connect(self, identity: Identity) -> None:
         self.identity = identity
@@ -374,7 +331,7 @@ class Session:
         if channel.full in self.subscriptions:
             raise invalid_params(f"already subscribed to {channel}", "channel")
         if len(self.subscriptions) >= self._max_subscriptions:
-            raise RpcError(
-                ErrorCode.LIMIT_EXCEEDED,
+            raise PushgateError(
+                ErrorKind.LIMIT_EXCEEDED,
                 f"at most {self._max_subscriptions} subscriptions per connection",
             )

@@ -9,9 +9,10 @@ import json
 import re
 import secrets
 import struct
-from enum import IntEnum
 from typing import Any
 from urllib.parse import urlsplit
+
+from pushgate.core.errors import ErrorKind, PushgateError
 
 MAX_URL_LENGTH = 2048
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -20,32 +21,6 @@ _OFFSET = re.compile(r"(\d{1,20})-(\d{1,20})")
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 
 OffsetKey = tuple[int, int]
-
-
-class WireError(ValueError):
-    """Client input that breaks a wire rule; ``code`` is the machine-readable reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes pushgate sends."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-    SERVICE_RESTART = 1012
-    TRY_AGAIN_LATER = 1013
-    BAD_REQUEST = 4400
-    UNAUTHORIZED = 4401
-    FORBIDDEN = 4403
-    UNKNOWN_JOB = 4404
-    SLOW_CONSUMER = 4408
-    TOO_MANY_CONNECTIONS = 4429
 
 
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
@@ -63,8 +38,8 @@ def new_request_id() -> str:
 
 def validate_request_id(value: object) -> str:
     if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
-        raise WireError(
-            "invalid_request_id", "request_id must be 1-128 characters of [A-Za-z0-9_.-]"
+        raise PushgateError(
+            ErrorKind.INVALID_REQUEST_ID, "request_id must be 1-128 characters of [A-Za-z0-9_.-]"
         )
     return value
 
@@ -72,20 +47,22 @@ def validate_request_id(value: object) -> str:
 def validate_url(value: object) -> str:
     """Accept an absolute http(s) URL with a host; the worker re-checks where it connects."""
     if not isinstance(value, str):
-        raise WireError("invalid_url", "url must be a string")
+        raise PushgateError(ErrorKind.INVALID_URL, "url must be a string")
     if not value or len(value) > MAX_URL_LENGTH:
-        raise WireError("invalid_url", f"url must be 1-{MAX_URL_LENGTH} characters")
+        raise PushgateError(ErrorKind.INVALID_URL, f"url must be 1-{MAX_URL_LENGTH} characters")
     if _URL_FORBIDDEN.search(value):
-        raise WireError("invalid_url", "url must not contain whitespace or control characters")
+        raise PushgateError(
+            ErrorKind.INVALID_URL, "url must not contain whitespace or control characters"
+        )
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as exc:
-        raise WireError("invalid_url", f"url is malformed: {exc}") from None
+        raise PushgateError(ErrorKind.INVALID_URL, f"url is malformed: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WireError("invalid_url", "url must be an absolute http or https URL")
+        raise PushgateError(ErrorKind.INVALID_URL, "url must be an absolute http or https URL")
     if port == 0:
-        raise WireError("invalid_url", "url port must be 1-65535")
+        raise PushgateError(ErrorKind.INVALID_URL, "url port must be 1-65535")
     return value
 
 
@@ -101,7 +78,9 @@ def parse_offset(value: str) -> OffsetKey:
     """Parse a stream id ``<ms>-<seq>`` into a tuple that orders like the stream does."""
     match = _OFFSET.fullmatch(value)
     if match is None:
-        raise WireError("invalid_offset", "offset must look like <milliseconds>-<sequence>")
+        raise PushgateError(
+            ErrorKind.INVALID_OFFSET, "offset must look like <milliseconds>-<sequence>"
+        )
     return int(match[1]), int(match[2])
 
 

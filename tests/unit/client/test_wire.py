@@ -25,7 +25,7 @@ from pushgate.client.wire import (
     should_reconnect,
     subscribe_params,
 )
-from pushgate.core.protocol import ErrorCode
+from pushgate.core.errors import RpcCode
 
 E1, E2 = "1700000000000-0", "1700000099000-0"
 
@@ -183,14 +183,14 @@ def test_decode_result_and_error() -> None:
         '{"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"bad","data":{"field":"url"}}}'
     )
     assert isinstance(response, Response) and response.error is not None
-    assert response.error.code == ErrorCode.INVALID_PARAMS
+    assert response.error.code == RpcCode.INVALID_PARAMS
     assert (response.error.message, response.error.data) == ("bad", {"field": "url"})
 
 
 def test_decode_keeps_an_unknown_error_code_as_an_error() -> None:
     response = decode_message('{"jsonrpc":"2.0","id":2,"error":{"code":-32099,"message":"new"}}')
     assert isinstance(response, Response) and response.error is not None
-    assert response.error.code == ErrorCode.INTERNAL_ERROR
+    assert response.error.code == RpcCode.INTERNAL_ERROR
     assert response.error.data == {"code": -32099}
 
 
@@ -243,10 +243,10 @@ async def test_error_answers_raise_and_strangers_are_refused() -> None:
     request_id, future = calls.open()
     assert not calls.settle(Response(request_id + 100, {}, None))
     assert not calls.settle(Response("text-id", {}, None))
-    calls.settle(Response(request_id, None, RpcError(ErrorCode.CONFLICT, "taken")))
+    calls.settle(Response(request_id, None, RpcError(RpcCode.CONFLICT, "taken")))
     with pytest.raises(RpcError) as caught:
         await future
-    assert caught.value.code == ErrorCode.CONFLICT
+    assert caught.value.code == RpcCode.CONFLICT
 
 
 async def test_result_hook_runs_before_the_caller_resumes() -> None:

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 from pushgate.core.channels import Channel, Identity
+from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.protocol import (
     ConnectParams,
-    ErrorCode,
     HistoryParams,
     PingParams,
     Position,
     PublishParams,
     Request,
-    RpcError,
+    RequestError,
     Session,
     SubmitParams,
     SubscribeParams,
@@ -41,10 +41,9 @@ def params_of(method: str, params: Any = None) -> object:
     return parse_params(parse_request(frame(method, params)))
 
 
-def rpc_error(method: str, params: Any = None) -> RpcError:
-    with pytest.raises(RpcError) as caught:
+def rpc_error(method: str, params: Any = None) -> PushgateError:
+    with pytest.raises(PushgateError) as caught:
         params_of(method, params)
-    assert caught.value.request_id == 1
     return caught.value
 
 
@@ -66,9 +65,9 @@ def test_bytes_frames_are_parsed_as_utf8() -> None:
 
 @pytest.mark.parametrize("text", ["not json", "{", "", b"\xff\xfe"])
 def test_parse_error(text: str | bytes) -> None:
-    with pytest.raises(RpcError) as caught:
+    with pytest.raises(RequestError) as caught:
         parse_request(text)
-    assert caught.value.code == ErrorCode.PARSE_ERROR
+    assert caught.value.kind is ErrorKind.PARSE_ERROR
     assert caught.value.request_id is None
 
 
@@ -88,14 +87,14 @@ def test_parse_error(text: str | bytes) -> None:
     ],
 )
 def test_invalid_request(message: object, request_id: object) -> None:
-    with pytest.raises(RpcError) as caught:
+    with pytest.raises(RequestError) as caught:
         parse_request(json.dumps(message))
-    assert caught.value.code == ErrorCode.INVALID_REQUEST
+    assert caught.value.kind is ErrorKind.INVALID_REQUEST
     assert caught.value.request_id == request_id
 
 
 def test_unknown_method() -> None:
-    assert rpc_error("shutdown").code == ErrorCode.UNKNOWN_METHOD
+    assert rpc_error("shutdown").kind is ErrorKind.UNKNOWN_METHOD
 
 
 # Params of each method
@@ -140,7 +139,7 @@ def test_subscribe_params() -> None:
 )
 def test_subscribe_invalid_params(params: dict[str, Any]) -> None:
     error = rpc_error("subscribe", params)
-    assert error.code == ErrorCode.INVALID_PARAMS
+    assert error.kind is ErrorKind.INVALID_PARAMS
     assert error.data is not None
     assert error.data["field"] in ("channel", "since", "extra")
 
@@ -149,7 +148,7 @@ def test_unsubscribe_params() -> None:
     assert params_of("unsubscribe", {"channel": "chat:a"}) == UnsubscribeParams(
         Channel("chat", "a")
     )
-    assert rpc_error("unsubscribe", {}).code == ErrorCode.INVALID_PARAMS
+    assert rpc_error("unsubscribe", {}).kind is ErrorKind.INVALID_PARAMS
 
 
 def test_publish_params_take_any_json_data() -> None:
@@ -190,7 +189,7 @@ def test_history_params() -> None:
 
 def test_ping_params() -> None:
     assert params_of("ping") == PingParams()
-    assert rpc_error("ping", {"x": 1}).code == ErrorCode.INVALID_PARAMS
+    assert rpc_error("ping", {"x": 1}).kind is ErrorKind.INVALID_PARAMS
 
 
 # Encoding
@@ -198,13 +197,13 @@ def test_ping_params() -> None:
 
 def test_encode_result_and_error() -> None:
     assert json.loads(encode_result(3, {"a": 1})) == {"jsonrpc": "2.0", "id": 3, "result": {"a": 1}}
-    error = RpcError(ErrorCode.INVALID_PARAMS, "bad", {"field": "x"}, request_id="q")
-    assert json.loads(encode_error(error)) == {
+    error = PushgateError(ErrorKind.INVALID_PARAMS, "bad", {"field": "x"})
+    assert json.loads(encode_error("q", error)) == {
         "jsonrpc": "2.0",
         "id": "q",
         "error": {"code": -32602, "message": "bad", "data": {"field": "x"}},
     }
-    bare = json.loads(encode_error(RpcError(ErrorCode.PARSE_ERROR, "nope")))
+    bare = json.loads(encode_error(None, PushgateError(ErrorKind.PARSE_ERROR, "nope")))
     assert bare == {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "nope"}}
 
 
@@ -221,9 +220,9 @@ def request(method: str) -> Request:
 
 def test_connect_must_come_first_when_auth_is_on() -> None:
     s = session()
-    with pytest.raises(RpcError) as caught:
+    with pytest.raises(PushgateError) as caught:
         s.admit(request("subscribe"), now=0)
-    assert caught.value.code == ErrorCode.UNAUTHORIZED
+    assert caught.value.kind is ErrorKind.UNAUTHORIZED
     s.admit(request("connect"), now=0)
     s.connect(Identity("u"))
     s.admit(request("subscribe"), now=0)
@@ -236,20 +235,20 @@ def test_without_auth_calls_need_no_connect() -> None:
 def test_connect_only_once() -> None:
     s = session()
     s.connect(Identity("u"))
-    with pytest.raises(RpcError) as caught:
+    with pytest.raises(PushgateError) as caught:
         s.admit(request("connect"), now=0)
-    assert caught.value.code == ErrorCode.INVALID_REQUEST
+    assert caught.value.kind is ErrorKind.INVALID_REQUEST
 
 
 def test_rate_limit_is_a_token_bucket() -> None:
     s = session(auth=False, burst=3)
     for _ in range(3):
         s.admit(request("ping"), now=0)
-    with pytest.raises(RpcError) as caught:
+    with pytest.raises(PushgateError) as caught:
         s.admit(request("ping"), now=0)
-    assert caught.value.code == ErrorCode.RATE_LIMITED
+    assert caught.value.kind is ErrorKind.RATE_LIMITED
     s.admit(request("ping"), now=1.0)  # one token back after a second at rate 1
-    with pytest.raises(RpcError):
+    with pytest.raises(PushgateError):
         s.admit(request("ping"), now=1.0)
 
 
@@ -257,12 +256,12 @@ def test_subscription_limit_and_duplicates() -> None:
     s = session(subscriptions=2)
     s.check_can_subscribe(Channel("chat", "a"))
     s.subscriptions.update({"chat:a", "chat:b"})
-    with pytest.raises(RpcError) as duplicate:
+    with pytest.raises(PushgateError) as duplicate:
         s.check_can_subscribe(Channel("chat", "a"))
-    assert duplicate.value.code == ErrorCode.INVALID_PARAMS
-    with pytest.raises(RpcError) as full:
+    assert duplicate.value.kind is ErrorKind.INVALID_PARAMS
+    with pytest.raises(PushgateError) as full:
         s.check_can_subscribe(Channel("chat", "c"))
-    assert full.value.code == ErrorCode.LIMIT_EXCEEDED
+    assert full.value.kind is ErrorKind.LIMIT_EXCEEDED
 
 
 def test_position_key() -> None:

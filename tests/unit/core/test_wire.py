@@ -5,9 +5,9 @@ import json
 import pytest
 from websockets.frames import Frame, Opcode
 
+from pushgate.core.errors import PushgateError
 from pushgate.core.wire import (
     Publication,
-    WireError,
     close_reason,
     job_channel,
     job_ws_path,
@@ -26,7 +26,7 @@ def test_valid_request_ids(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["", "x" * 129, "a b", "a/b", "é", "a:b", 12, None, ["a"]])
 def test_invalid_request_ids(value: object) -> None:
-    with pytest.raises(WireError) as caught:
+    with pytest.raises(PushgateError) as caught:
         validate_request_id(value)
     assert caught.value.code == "invalid_request_id"
 
@@ -75,7 +75,7 @@ def test_valid_urls(url: str) -> None:
     ],
 )
 def test_invalid_urls(url: object) -> None:
-    with pytest.raises(WireError) as caught:
+    with pytest.raises(PushgateError) as caught:
         validate_url(url)
     assert caught.value.code == "invalid_url"
 
@@ -88,7 +88,7 @@ def test_offsets_order_numerically_not_lexically() -> None:
 
 @pytest.mark.parametrize("value", ["", "1", "1-", "-1", "a-b", "1-2-3", "1.5-0", " 1-0"])
 def test_malformed_offsets(value: str) -> None:
-    with pytest.raises(WireError) as caught:
+    with pytest.raises(PushgateError) as caught:
         parse_offset(value)
     assert caught.value.code == "invalid_offset"
 
