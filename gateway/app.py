@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.delivery.direct import Cork
 from gateway.delivery.hub import Hub
 from gateway.endpoints import health, pages, sse, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
@@ -40,8 +39,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         connection = PubSubConnection(
             resolved.redis_url, ping_interval=resolved.pubsub_ping_interval
         )
-        cork = Cork()
-        hub = Hub(connection, backend, cork)
+        hub = Hub(connection, backend)
         await hub.start()
         try:
             yield {
@@ -53,7 +51,6 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                     auth=Authenticator(resolved),
                     namespaces=namespaces,
                     connections=ConnectionGate(resolved.max_connections),
-                    cork=cork,
                 )
             }
         finally:

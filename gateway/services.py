@@ -8,7 +8,6 @@ from typing import cast
 from arq.connections import ArqRedis
 from starlette.requests import HTTPConnection
 
-from gateway.delivery.direct import Cork
 from gateway.delivery.hub import Hub
 from pushgate.broker.store import Backend
 from pushgate.core.auth import Authenticator
@@ -42,8 +41,6 @@ class Services:
     auth: Authenticator
     namespaces: Namespaces
     connections: ConnectionGate
-    # Held while the hub hands out a batch, so each socket gets one write per batch.
-    cork: Cork
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -8,6 +8,7 @@ from arq.connections import RedisSettings
 from arq.worker import func
 
 from pushgate.broker import jobqueue
+from pushgate.broker.keys import QUEUE_NAME
 from pushgate.core.settings import Settings
 from worker.tasks import scrape, shutdown, startup
 
@@ -21,7 +22,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     return {
         "functions": [func(scrape, name=jobqueue.SCRAPE_TASK)],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
-        "queue_name": jobqueue.QUEUE_NAME,
+        "queue_name": QUEUE_NAME,
         "job_serializer": jobqueue.serialize,
         "job_deserializer": jobqueue.deserialize,
         "max_jobs": settings.worker_concurrency,

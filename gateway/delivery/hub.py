@@ -46,10 +46,11 @@ class _Channel:
 
 
 class Hub:
-    def __init__(self, connection: PubSubConnection, backend: Backend, cork: Cork) -> None:
+    def __init__(self, connection: PubSubConnection, backend: Backend) -> None:
         self._connection = connection
         self._backend = backend
-        self._cork = cork
+        # Held while a batch is handed out, so each socket's direct writes of it go out as one.
+        self.cork = Cork()
         self._channels: dict[str, _Channel] = {}
         self._pending: defaultdict[str, int] = defaultdict(int)
         self._reader: asyncio.Task[None] | None = None
@@ -158,7 +159,7 @@ class Hub:
             if lost is None:
                 self.connected = True
                 backoff = _MIN_BACKOFF
-                with self._cork:  # each socket gets this batch's frames in one write
+                with self.cork:  # each socket gets this batch's frames in one write
                     self._handle(events)
                 continue
             log.warning("redis pub/sub disconnected (%s); reconnecting", lost.reason)

@@ -11,7 +11,8 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 
-QUEUE_NAME = "pushgate:queue"
+from pushgate.broker.keys import QUEUE_NAME
+
 SCRAPE_TASK = "scrape"
 
 

@@ -2,11 +2,14 @@
 
 A gateway's hottest loop reads this connection, so it is a small RESP client of its own rather
 than redis-py's ``PubSub``: one socket read hands every complete reply in the buffer to hiredis at
-once, and the caller gets them as one batch, with no per-message await or dict. What it keeps
-from the verified redis-py lessons (shared notes): the connection is opened once, at start, before
-any subscribe; a permanent control channel keeps it subscribed when no client channel is; a silent
-dead peer is found by pinging when idle; and after a reconnect it resubscribes every channel,
-which the caller sees as fresh confirmations, its cue to catch up from history.
+once, and the caller gets them as one batch, with no per-message await or dict. Subscribe and
+unsubscribe may be called at any time: while disconnected they only record what is wanted, and
+every (re)connect subscribes all of it, which the caller sees as fresh confirmations, its cue to
+catch up from history. A permanent control channel keeps the connection subscribed when no client
+channel is, and a silent dead peer is found by pinging when idle.
+
+Guarantee: a publication is delivered at most once, in the order Redis sent it; what is published
+while the connection is down is lost here, which the caller learns from ``Disconnected``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from typing import Any
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
-from pushgate.broker.store import PREFIX, channel_from_redis, decode_live, redis_channel
+from pushgate.broker.keys import CONTROL_CHANNEL, channel_from_redis, redis_channel
+from pushgate.broker.store import decode_live
 from pushgate.core.wire import Publication
 
-CONTROL_CHANNEL = f"{PREFIX}control"
 # Missing this many ping intervals in a row means the connection is dead.
 _DEAD_AFTER_INTERVALS = 3
 _READ_SIZE = 256 * 1024

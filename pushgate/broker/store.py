@@ -1,19 +1,15 @@
-"""Everything pushgate keeps in Redis, behind one narrow interface.
+"""The channel store: history, publishing and job records, in one Redis (see ``keys`` for the
+key layout and ``scripts`` for the Lua that makes each write atomic).
 
-Per channel ``C`` (hash tag ``{C}`` keeps all of a channel's keys in one cluster slot):
+Delivery guarantees, per operation (what a caller may rely on):
 
-- ``pushgate:{C}:history``: a capped, expiring Stream of the channel's publications; a
-  publication's stream id is its ``offset``.
-- ``pushgate:{C}:meta``: a hash with the channel's ``epoch`` (the id that opened the current
-  history: it changes whenever the history was lost, as it expired or Redis restarted) and
-  ``trimmed`` (the newest offset the cap has dropped), so a resuming client learns whether the
-  history still covers its position.
-- ``pushgate:{C}``: the pub/sub channel; each message is ``"<offset> <epoch> <JSON>"``.
-- ``pushgate:{C}:idem:<key>``: the answer to an idempotent publish, for retries.
-- ``pushgate:{job:<id>}:job``: a hash with the job's url, owner, status and outcome.
-
-Appending to the history and publishing happen in one Lua script, so a live message always
-carries its stream id, and a reader can splice history and live events without gaps.
+- ``publish``: the publication is appended to the channel's history and sent live in one atomic
+  step, so every live message carries its offset and no subscriber sees it without history
+  having it. At most once per call; with an idempotency key, at most once per key.
+- ``replay`` / ``history``: every stored publication after a position, in order, and whether
+  the history still covers that position (``recovered``); never a silent partial answer.
+- ``create_job``: the job record and its ``queued`` event appear together, or not at all.
+- ``publish_job_event``: the event is published and the job record follows it in one step.
 """
 
 from __future__ import annotations
@@ -26,135 +22,23 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from pushgate.broker import scripts
+from pushgate.broker.keys import (
+    channel_from_redis,
+    history_key,
+    idempotency_key,
+    job_key,
+    meta_key,
+    redis_channel,
+)
 from pushgate.core import events
 from pushgate.core.events import Event
 from pushgate.core.settings import Settings
 from pushgate.core.wire import OffsetKey, Publication, job_channel, parse_offset
 
-PREFIX = "pushgate:"
 # Publications per script call of ``publish_many``: Redis runs a script to its end, so each call
 # is kept short enough not to hold everyone else up.
 PUBLISH_MANY_CHUNK = 500
-
-_PUBLISH_FUNCTION = """
-local function publish(stream, meta, channel, payload, maxlen, ttl)
-  maxlen = tonumber(maxlen)
-  local length = redis.call('XLEN', stream)
-  local epoch = length > 0 and redis.call('HGET', meta, 'epoch')
-  if epoch and length >= maxlen then
-    local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', length - maxlen + 1)
-    redis.call('HSET', meta, 'trimmed', gone[#gone][1])
-  end
-  local id = redis.call('XADD', stream, 'MAXLEN', '=', maxlen, '*', 'd', payload)
-  if not epoch then
-    epoch = id
-    redis.call('DEL', meta)
-    redis.call('HSET', meta, 'epoch', epoch)
-  end
-  redis.call('EXPIRE', stream, ttl)
-  redis.call('EXPIRE', meta, ttl)
-  redis.call('PUBLISH', channel, id .. ' ' .. epoch .. ' ' .. payload)
-  return {id, epoch}
-end
-"""
-
-# KEYS: history, meta[, idempotency]  ARGV: channel, payload, maxlen, ttl[, idempotency ttl]
-# A repeated idempotency key answers the first publish's {offset, epoch} and stores nothing.
-_PUBLISH_SCRIPT = (
-    _PUBLISH_FUNCTION
-    + """
-if KEYS[3] then
-  local previous = redis.call('GET', KEYS[3])
-  if previous then
-    local space = string.find(previous, ' ')
-    return {string.sub(previous, 1, space - 1), string.sub(previous, space + 1)}
-  end
-end
-local r = publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-if KEYS[3] then
-  redis.call('SET', KEYS[3], r[1] .. ' ' .. r[2], 'EX', ARGV[5])
-end
-return r
-"""
-)
-
-# KEYS: history1, meta1, history2, meta2, ...  ARGV: maxlen, ttl, channel1, payload1, ...
-# Many publications in one call. Its keys span hash slots, so it is for a single Redis only.
-_PUBLISH_MANY_SCRIPT = (
-    _PUBLISH_FUNCTION
-    + """
-local positions = {}
-for i = 1, #KEYS / 2 do
-  positions[i] = publish(KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 * i + 1], ARGV[2 * i + 2],
-                         ARGV[1], ARGV[2])
-end
-return positions
-"""
-)
-
-# KEYS: history, meta, job  ARGV: channel, payload, maxlen, ttl, field, value[, ...]
-# The job hash is updated only while it exists, so a late event cannot resurrect an expired job.
-_PUBLISH_JOB_EVENT_SCRIPT = (
-    _PUBLISH_FUNCTION
-    + """
-local r = publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-if #ARGV > 4 and redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('HSET', KEYS[3], unpack(ARGV, 5))
-end
-return r
-"""
-)
-
-# KEYS: job, history, meta  ARGV: channel, queued payload, maxlen, ttl, url, owner, created_ms
-# Returns {created (0/1), HGETALL of the job}. Creation and the `queued` event are one step,
-# so a job never exists without its first event.
-_CREATE_JOB_SCRIPT = (
-    _PUBLISH_FUNCTION
-    + """
-local created = 0
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'url', ARGV[5], 'owner', ARGV[6], 'status', 'queued',
-             'created_ms', ARGV[7])
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  publish(KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-  created = 1
-end
-local job = redis.call('HGETALL', KEYS[1])
-table.insert(job, 1, created)
-return job
-"""
-)
-
-
-# KEYS: history, meta. The channel's (epoch, newest offset), "" and "" when it has no history:
-# where a new subscriber starts, read in one step.
-_POSITION_SCRIPT = """
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #newest == 0 then
-  return {'', ''}
-end
-return {redis.call('HGET', KEYS[2], 'epoch') or '', newest[1][1]}
-"""
-
-
-def redis_channel(channel: str) -> str:
-    return f"{PREFIX}{{{channel}}}"
-
-
-def channel_from_redis(name: str) -> str:
-    return name[len(PREFIX) + 1 : -1]
-
-
-def _history_key(channel: str) -> str:
-    return f"{redis_channel(channel)}:history"
-
-
-def _meta_key(channel: str) -> str:
-    return f"{redis_channel(channel)}:meta"
-
-
-def _job_key(request_id: str) -> str:
-    return f"{redis_channel(job_channel(request_id))}:job"
 
 
 def _json(value: object) -> str:
@@ -166,7 +50,7 @@ def _text(value: bytes | None) -> str:
 
 
 def decode_live(redis_name: str, message: str) -> Publication:
-    """Turn a pub/sub message published by the scripts above into a Publication."""
+    """Turn a pub/sub message published by ``scripts.PUBLISH_SCRIPT`` into a Publication."""
     offset, epoch, payload = message.split(" ", 2)
     return Publication(channel_from_redis(redis_name), offset, epoch, payload)
 
@@ -270,11 +154,11 @@ class Backend:
     def __init__(self, redis: Redis, *, jobs: HistoryPolicy) -> None:
         self._redis = redis
         self._jobs = jobs
-        self._publish = redis.register_script(_PUBLISH_SCRIPT)
-        self._publish_many = redis.register_script(_PUBLISH_MANY_SCRIPT)
-        self._publish_job_event = redis.register_script(_PUBLISH_JOB_EVENT_SCRIPT)
-        self._create_job = redis.register_script(_CREATE_JOB_SCRIPT)
-        self._position = redis.register_script(_POSITION_SCRIPT)
+        self._publish = redis.register_script(scripts.PUBLISH_SCRIPT)
+        self._publish_many = redis.register_script(scripts.PUBLISH_MANY_SCRIPT)
+        self._publish_job_event = redis.register_script(scripts.PUBLISH_JOB_EVENT_SCRIPT)
+        self._create_job = redis.register_script(scripts.CREATE_JOB_SCRIPT)
+        self._position = redis.register_script(scripts.POSITION_SCRIPT)
 
     async def publish(
         self,
@@ -288,11 +172,11 @@ class Backend:
 
         ``idempotency`` is (key, seconds to remember it): a repeat returns the first answer.
         """
-        keys = [_history_key(channel), _meta_key(channel)]
+        keys = [history_key(channel), meta_key(channel)]
         args: list[str | int] = [redis_channel(channel), _json(data), policy.size, policy.ttl]
         if idempotency is not None:
             key, ttl = idempotency
-            keys.append(f"{redis_channel(channel)}:idem:{key}")
+            keys.append(idempotency_key(channel, key))
             args.append(ttl)
         offset, epoch = await self._publish(keys=keys, args=args)
         return _text(offset), _text(epoch)
@@ -306,7 +190,7 @@ class Backend:
         for start in range(0, len(items), PUBLISH_MANY_CHUNK):
             chunk = items[start : start + PUBLISH_MANY_CHUNK]
             keys = [
-                key for channel, _ in chunk for key in (_history_key(channel), _meta_key(channel))
+                key for channel, _ in chunk for key in (history_key(channel), meta_key(channel))
             ]
             args: list[str | int] = [policy.size, policy.ttl]
             for channel, data in chunk:
@@ -319,7 +203,7 @@ class Backend:
         """Publish a job's event; the job's record follows it (status, result, error)."""
         channel = job_channel(request_id)
         offset, _epoch = await self._publish_job_event(
-            keys=[_history_key(channel), _meta_key(channel), _job_key(request_id)],
+            keys=[history_key(channel), meta_key(channel), job_key(request_id)],
             args=[
                 redis_channel(channel), _json(event), self._jobs.size, self._jobs.ttl,
                 *_job_fields(event),
@@ -331,7 +215,7 @@ class Backend:
         """Create the job and publish ``queued``, unless it exists; returns (created, job)."""
         channel = job_channel(request_id)
         reply = await self._create_job(
-            keys=[_job_key(request_id), _history_key(channel), _meta_key(channel)],
+            keys=[job_key(request_id), history_key(channel), meta_key(channel)],
             args=[
                 redis_channel(channel),
                 _json(events.queued(request_id, url)),
@@ -346,7 +230,7 @@ class Backend:
         return created, _job_from_hash(request_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def get_job(self, request_id: str) -> JobRecord | None:
-        raw = await self._redis.hgetall(_job_key(request_id))  # type: ignore[misc]
+        raw = await self._redis.hgetall(job_key(request_id))  # type: ignore[misc]
         if not raw:
             return None
         return _job_from_hash(request_id, {_text(k): _text(v) for k, v in raw.items()})
@@ -369,9 +253,9 @@ class Backend:
         ``since_epoch`` is the epoch the client's ``after`` belongs to ("" if it has none, None
         if it does not know it); ``recovered`` says whether the history still covers it.
         """
-        key = _history_key(channel)
+        key = history_key(channel)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(_meta_key(channel), ["epoch", "trimmed"])
+            pipe.hmget(meta_key(channel), ["epoch", "trimmed"])
             pipe.xrange(key, min="-" if not after else f"({after}", max="+", count=limit)
             pipe.xrevrange(key, count=1)
             (epoch_raw, trimmed_raw), entries, newest = await pipe.execute()
@@ -386,14 +270,14 @@ class Backend:
 
     async def position(self, channel: str) -> tuple[str, str]:
         """(epoch, newest offset) of ``channel``; ("", "") when it has no history."""
-        epoch, offset = await self._position(keys=[_history_key(channel), _meta_key(channel)])
+        epoch, offset = await self._position(keys=[history_key(channel), meta_key(channel)])
         return _text(epoch), _text(offset)
 
     async def latest(self, channel: str, limit: int) -> Replay:
         """The newest ``limit`` publications, oldest first."""
-        key = _history_key(channel)
+        key = history_key(channel)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hget(_meta_key(channel), "epoch")
+            pipe.hget(meta_key(channel), "epoch")
             pipe.xrevrange(key, count=limit)
             epoch_raw, entries = await pipe.execute()
         epoch = _text(epoch_raw) if entries else ""

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.delivery.direct import Cork
 from gateway.delivery.hub import Hub
 from pushgate.broker.pubsub import PubSubConnection, PubSubError, command
 from pushgate.broker.store import Backend, HistoryPolicy
@@ -45,7 +44,7 @@ async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def hub(redis_server: RedisServer, client: aioredis.Redis) -> AsyncIterator[Hub]:
     backend = Backend(client, jobs=POLICY)
-    hub = Hub(PubSubConnection(redis_server.url, ping_interval=0.5), backend, Cork())
+    hub = Hub(PubSubConnection(redis_server.url, ping_interval=0.5), backend)
     await hub.start()
     yield hub
     await hub.stop()
@@ -118,7 +117,7 @@ async def test_pubsub_authenticates_when_redis_requires_a_password() -> None:
     try:
         client = aioredis.Redis.from_url(server.url)
         backend = Backend(client, jobs=POLICY)
-        hub = Hub(PubSubConnection(server.url, ping_interval=0.5), backend, Cork())
+        hub = Hub(PubSubConnection(server.url, ping_interval=0.5), backend)
         await hub.start()
         recorder = Recorder()
         await hub.subscribe("hubtest:auth", recorder)

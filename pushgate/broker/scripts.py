@@ -1,0 +1,106 @@
+"""The Lua scripts behind every channel write: each runs as one atomic step in Redis.
+
+The shared ``publish`` function appends to a channel's capped Stream, keeps its meta hash (epoch,
+trimmed mark) and PUBLISHes ``"<offset> <epoch> <json>"``, so a live message always carries its
+stream id. MULTI is atomic too but cannot put the XADD id into the PUBLISH payload.
+"""
+
+_PUBLISH_FUNCTION = """
+local function publish(stream, meta, channel, payload, maxlen, ttl)
+  maxlen = tonumber(maxlen)
+  local length = redis.call('XLEN', stream)
+  local epoch = length > 0 and redis.call('HGET', meta, 'epoch')
+  if epoch and length >= maxlen then
+    local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', length - maxlen + 1)
+    redis.call('HSET', meta, 'trimmed', gone[#gone][1])
+  end
+  local id = redis.call('XADD', stream, 'MAXLEN', '=', maxlen, '*', 'd', payload)
+  if not epoch then
+    epoch = id
+    redis.call('DEL', meta)
+    redis.call('HSET', meta, 'epoch', epoch)
+  end
+  redis.call('EXPIRE', stream, ttl)
+  redis.call('EXPIRE', meta, ttl)
+  redis.call('PUBLISH', channel, id .. ' ' .. epoch .. ' ' .. payload)
+  return {id, epoch}
+end
+"""
+
+# KEYS: history, meta[, idempotency]  ARGV: channel, payload, maxlen, ttl[, idempotency ttl]
+# A repeated idempotency key answers the first publish's {offset, epoch} and stores nothing.
+PUBLISH_SCRIPT = (
+    _PUBLISH_FUNCTION
+    + """
+if KEYS[3] then
+  local previous = redis.call('GET', KEYS[3])
+  if previous then
+    local space = string.find(previous, ' ')
+    return {string.sub(previous, 1, space - 1), string.sub(previous, space + 1)}
+  end
+end
+local r = publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], r[1] .. ' ' .. r[2], 'EX', ARGV[5])
+end
+return r
+"""
+)
+
+# KEYS: history1, meta1, history2, meta2, ...  ARGV: maxlen, ttl, channel1, payload1, ...
+# Many publications in one call. Its keys span hash slots, so it is for a single Redis only.
+PUBLISH_MANY_SCRIPT = (
+    _PUBLISH_FUNCTION
+    + """
+local positions = {}
+for i = 1, #KEYS / 2 do
+  positions[i] = publish(KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 * i + 1], ARGV[2 * i + 2],
+                         ARGV[1], ARGV[2])
+end
+return positions
+"""
+)
+
+# KEYS: history, meta, job  ARGV: channel, payload, maxlen, ttl, field, value[, ...]
+# The job hash is updated only while it exists, so a late event cannot resurrect an expired job.
+PUBLISH_JOB_EVENT_SCRIPT = (
+    _PUBLISH_FUNCTION
+    + """
+local r = publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if #ARGV > 4 and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 5))
+end
+return r
+"""
+)
+
+# KEYS: job, history, meta  ARGV: channel, queued payload, maxlen, ttl, url, owner, created_ms
+# Returns {created (0/1), HGETALL of the job}. Creation and the `queued` event are one step,
+# so a job never exists without its first event.
+CREATE_JOB_SCRIPT = (
+    _PUBLISH_FUNCTION
+    + """
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'url', ARGV[5], 'owner', ARGV[6], 'status', 'queued',
+             'created_ms', ARGV[7])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  publish(KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+  created = 1
+end
+local job = redis.call('HGETALL', KEYS[1])
+table.insert(job, 1, created)
+return job
+"""
+)
+
+
+# KEYS: history, meta. The channel's (epoch, newest offset), "" and "" when it has no history:
+# where a new subscriber starts, read in one step.
+POSITION_SCRIPT = """
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #newest == 0 then
+  return {'', ''}
+end
+return {redis.call('HGET', KEYS[2], 'epoch') or '', newest[1][1]}
+"""
