@@ -8,7 +8,6 @@ from starlette.requests import Request
 
 from gateway.access import bearer_token, identify
 from gateway.services import Services
-from pushgate.broker.store import JobRecord
 from pushgate.core.channels import (
     ANONYMOUS,
     JOB_NAMESPACE,
@@ -18,6 +17,7 @@ from pushgate.core.channels import (
     may_subscribe,
 )
 from pushgate.core.errors import ErrorKind, PushgateError
+from pushgate.core.events import JobRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,9 @@ from typing import Any
 
 from gateway.services import Services
 from pushgate.broker import jobqueue
-from pushgate.broker.store import JobRecord
 from pushgate.core.channels import Identity
 from pushgate.core.errors import ErrorKind, PushgateError
+from pushgate.core.events import JobRecord, JobStatus
 from pushgate.core.wire import job_channel, job_ws_path
 
 
@@ -27,7 +27,7 @@ async def submit_job(
     # Someone else's job is a conflict even for the same url: it would hand out their token.
     if job.url != url or (svc.auth.enabled and job.owner != (identity.user or "")):
         raise JobConflictError(request_id)
-    if job.status == "queued":
+    if job.status is JobStatus.QUEUED:
         # Also for an existing job: if an earlier submit died between creating and
         # enqueueing, this repairs it; otherwise arq sees the job id and does nothing.
         await jobqueue.enqueue_scrape(svc.redis, request_id, url)

@@ -82,6 +82,7 @@ CREATE_JOB_SCRIPT = (
     + """
 local created = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  -- 'queued' is JobStatus.QUEUED
   redis.call('HSET', KEYS[1], 'url', ARGV[5], 'owner', ARGV[6], 'status', 'queued',
              'created_ms', ARGV[7])
   redis.call('EXPIRE', KEYS[1], ARGV[4])

@@ -32,7 +32,7 @@ from pushgate.broker.keys import (
     redis_channel,
 )
 from pushgate.core import events
-from pushgate.core.events import Event
+from pushgate.core.events import Event, JobRecord, JobStatus, status_after
 from pushgate.core.settings import Settings
 from pushgate.core.wire import OffsetKey, Publication, job_channel, parse_offset
 
@@ -69,29 +69,6 @@ def job_history(settings: Settings) -> HistoryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class JobRecord:
-    request_id: str
-    url: str
-    status: str
-    owner: str = ""
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in ("done", "failed")
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"request_id": self.request_id, "url": self.url}
-        body["status"] = self.status
-        if self.result is not None:
-            body["result"] = self.result
-        if self.error is not None:
-            body["error"] = self.error
-        return body
-
-
-@dataclass(frozen=True, slots=True)
 class Replay:
     """A channel read from a client's position: what it missed, if the history still has it."""
 
@@ -124,28 +101,29 @@ def covers(
 
 def _job_from_hash(request_id: str, raw: dict[str, str]) -> JobRecord:
     outcome = json.loads(raw["outcome"]) if "outcome" in raw else None
-    status = raw.get("status", "queued")
+    status = JobStatus(raw.get("status", JobStatus.QUEUED))
     return JobRecord(
         request_id=request_id,
         url=raw.get("url", ""),
         status=status,
         owner=raw.get("owner", ""),
-        result=outcome if status == "done" else None,
-        error=outcome if status == "failed" else None,
+        result=outcome if status is JobStatus.DONE else None,
+        error=outcome if status is JobStatus.FAILED else None,
     )
 
 
 def _job_fields(event: Event) -> list[str]:
     """How an event changes the job hash: its status, and the outcome once it has one."""
-    kind = event["type"]
-    if kind == "started":
-        return ["status", "running"]
-    if kind == "result":
+    status = status_after(event)
+    if status is None:
+        return []
+    fields = ["status", str(status)]
+    if event["type"] == "result":
         outcome = {k: v for k, v in event.items() if k not in ("type", "request_id", "url")}
-        return ["status", "done", "outcome", _json(outcome)]
-    if kind == "failed":
-        return ["status", "failed", "outcome", _json(event["error"])]
-    return []
+        fields += ["outcome", _json(outcome)]
+    elif event["type"] == "failed":
+        fields += ["outcome", _json(event["error"])]
+    return fields
 
 
 class Backend:

@@ -1,13 +1,26 @@
-"""The lifecycle events a job publishes on its channel, as plain JSON-ready dicts."""
+"""A job's lifecycle: the events it publishes on its channel, its status, and its record.
+
+Events are ``TypedDict``s, so they are plain JSON-ready dicts on the wire and typed in code.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, TypedDict
 
-Event = dict[str, Any]
 
-TERMINAL_TYPES = frozenset({"result", "failed"})
+class JobStatus(StrEnum):
+    """Where a job is; ``done`` and ``failed`` are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED)
 
 
 class FailureCode(StrEnum):
@@ -24,11 +37,52 @@ class FailureCode(StrEnum):
     HTTP_ERROR = "http_error"
 
 
-def queued(request_id: str, url: str) -> Event:
+class QueuedEvent(TypedDict):
+    type: Literal["queued"]
+    request_id: str
+    url: str
+
+
+class StartedEvent(TypedDict):
+    type: Literal["started"]
+    request_id: str
+    url: str
+    attempt: int
+
+
+class ResultEvent(TypedDict):
+    type: Literal["result"]
+    request_id: str
+    url: str
+    final_url: str
+    status_code: int
+    title: str | None
+    links: list[str]
+    elapsed_ms: int
+
+
+class Failure(TypedDict):
+    code: FailureCode
+    message: str
+
+
+class FailedEvent(TypedDict):
+    type: Literal["failed"]
+    request_id: str
+    error: Failure
+
+
+Event = QueuedEvent | StartedEvent | ResultEvent | FailedEvent
+TerminalEvent = ResultEvent | FailedEvent
+
+TERMINAL_TYPES = frozenset({"result", "failed"})
+
+
+def queued(request_id: str, url: str) -> QueuedEvent:
     return {"type": "queued", "request_id": request_id, "url": url}
 
 
-def started(request_id: str, url: str, attempt: int) -> Event:
+def started(request_id: str, url: str, attempt: int) -> StartedEvent:
     return {"type": "started", "request_id": request_id, "url": url, "attempt": attempt}
 
 
@@ -41,7 +95,7 @@ def result(
     title: str | None,
     links: list[str],
     elapsed_ms: int,
-) -> Event:
+) -> ResultEvent:
     return {
         "type": "result",
         "request_id": request_id,
@@ -54,9 +108,48 @@ def result(
     }
 
 
-def failed(request_id: str, code: FailureCode, message: str) -> Event:
+def failed(request_id: str, code: FailureCode, message: str) -> FailedEvent:
     return {"type": "failed", "request_id": request_id, "error": {"code": code, "message": message}}
 
 
 def is_terminal(event: object) -> bool:
+    """Whether a decoded event (any JSON value from a channel) ends its job."""
     return isinstance(event, dict) and event.get("type") in TERMINAL_TYPES
+
+
+def status_after(event: Event) -> JobStatus | None:
+    """The status a job has once ``event`` is published; None for ``queued`` (no change)."""
+    match event["type"]:
+        case "started":
+            return JobStatus.RUNNING
+        case "result":
+            return JobStatus.DONE
+        case "failed":
+            return JobStatus.FAILED
+        case _:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as stored: its url, owner, status and, once finished, its outcome."""
+
+    request_id: str
+    url: str
+    status: JobStatus
+    owner: str = ""
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"request_id": self.request_id, "url": self.url}
+        body["status"] = str(self.status)
+        if self.result is not None:
+            body["result"] = self.result
+        if self.error is not None:
+            body["error"] = self.error
+        return body
