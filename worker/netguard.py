@@ -14,18 +14,64 @@ import contextlib
 import functools
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import httpcore
 import httpx
 
+from worker.special_addresses import (
+    IPV4_SPECIAL_BLOCKS,
+    IPV6_GLOBAL_UNICAST,
+    IPV6_SPECIAL_BLOCKS,
+    SpecialBlock,
+)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-# RFC 8215 local-use NAT64 prefix: it reaches whatever the local translator maps it to.
-# Python 3.11 counts it as global.
-_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
-_IPV4_BITS = 0xFFFFFFFF
+_LOW_32_BITS = 0xFFFFFFFF
+
+
+def _last_32_bits(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    return (ipaddress.IPv4Address(int(ip) & _LOW_32_BITS),)
+
+
+def _sixtofour(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    return (ip.sixtofour,) if ip.sixtofour is not None else ()
+
+
+def _teredo(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    # (server, client), the client already un-inverted: packets are relayed to the client.
+    return ip.teredo or ()
+
+
+class _Embedding(NamedTuple):
+    prefix: ipaddress.IPv6Network
+    extract: Callable[[ipaddress.IPv6Address], tuple[ipaddress.IPv4Address, ...]]
+    # True when a connection to the IPv6 address reaches the embedded IPv4 host and nothing
+    # else, so the address is exactly as public as that host. The other forms are refused on
+    # their own account too (deny table, or outside 2000::/3), and their IPv4 is still checked
+    # so the refusal names it.
+    judged_by_ipv4: bool
+
+
+# Every IPv6 form that carries an IPv4 address; the prefixes do not overlap.
+_EMBEDDINGS = (
+    # IPv4-mapped: the socket layer sends these as IPv4 packets to the embedded address.
+    _Embedding(ipaddress.IPv6Network("::ffff:0:0/96"), _last_32_bits, judged_by_ipv4=True),
+    # NAT64 well-known prefix: only global IPv4 may be written with it (RFC 6052, section 3.1).
+    _Embedding(ipaddress.IPv6Network("64:ff9b::/96"), _last_32_bits, judged_by_ipv4=True),
+    # 6to4: the packet is tunnelled to the 6to4 router at the embedded address.
+    _Embedding(ipaddress.IPv6Network("2002::/16"), _sixtofour, judged_by_ipv4=True),
+    # IPv4-compatible (deprecated by RFC 4291): ::127.0.0.1 is outside 2000::/3 and refused.
+    _Embedding(ipaddress.IPv6Network("::/96"), _last_32_bits, judged_by_ipv4=False),
+    # IPv4-translated (RFC 2765): reaches whatever a local SIIT translator maps it to.
+    _Embedding(ipaddress.IPv6Network("::ffff:0:0:0/96"), _last_32_bits, judged_by_ipv4=False),
+    # Local-use NAT64 (RFC 8215): a local translator, whose IPv4 side may be private.
+    _Embedding(ipaddress.IPv6Network("64:ff9b:1::/48"), _last_32_bits, judged_by_ipv4=False),
+    # Teredo: relayed through a NAT to a client the guard cannot see behind it.
+    _Embedding(ipaddress.IPv6Network("2001::/32"), _teredo, judged_by_ipv4=False),
+)
 
 
 class NetGuardError(Exception):
@@ -45,31 +91,45 @@ class DnsError(NetGuardError):
 
 
 def is_public_address(ip: IPAddress) -> bool:
-    """Whether ``ip`` (or the IPv4 address it embeds) is globally routable unicast."""
-    unwrapped = _embedded_ipv4(ip) or ip
-    if unwrapped in _LOCAL_NAT64:
-        return False
-    # is_global, not "not is_private": 100.64.0.0/10 (carrier-grade NAT) is neither.
-    return unwrapped.is_global and not unwrapped.is_multicast
+    """Whether ``ip``, and every IPv4 address it embeds, is globally routable unicast."""
+    return not why_not_public(ip)
 
 
-def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries, which is where its packets really go.
+def why_not_public(ip: IPAddress) -> list[str]:
+    """Each reason ``ip`` is not public; empty when it is.
 
-    ``is_global`` judges these by their IPv6 prefix alone and calls 64:ff9b::7f00:1 (NAT64 of
-    127.0.0.1) or 2002:7f00:1:: (6to4 of 127.0.0.1) global.
+    An address is public when it is in no special-purpose block (worker/special_addresses.py),
+    is IPv6 global unicast (2000::/3) if IPv6, and every IPv4 address it embeds is public.
+    ``is_global`` is not used: Python 3.11 calls 192.0.0.8, ::ffff:0:10.0.0.1 (IPv4-translated),
+    3fff::1 and fe00::1 global, and judges 64:ff9b::7f00:1 (NAT64 of 127.0.0.1) and
+    2002:7f00:1:: (6to4 of 127.0.0.1) by their IPv6 prefix alone.
     """
     if isinstance(ip, ipaddress.IPv4Address):
-        return None
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]  # (server, client): traffic is relayed to the client
-    if ip in _NAT64 or int(ip) >> 32 == 0:  # NAT64, or IPv4-compatible ::a.b.c.d
-        return ipaddress.IPv4Address(int(ip) & _IPV4_BITS)
-    return None
+        block = _special_block(ip, IPV4_SPECIAL_BLOCKS)
+        return [] if block is None else [_describe(block)]
+    embedding = next((form for form in _EMBEDDINGS if ip in form.prefix), None)
+    reasons: list[str] = []
+    if embedding is None or not embedding.judged_by_ipv4:
+        block = _special_block(ip, IPV6_SPECIAL_BLOCKS)
+        if block is not None:
+            reasons.append(_describe(block))
+        elif ip not in IPV6_GLOBAL_UNICAST:
+            reasons.append(f"outside IPv6 global unicast {IPV6_GLOBAL_UNICAST}")
+    if embedding is not None:
+        for embedded in embedding.extract(ip):
+            reasons.extend(f"embeds {embedded}: {reason}" for reason in why_not_public(embedded))
+    return reasons
+
+
+def _special_block(ip: IPAddress, blocks: tuple[SpecialBlock, ...]) -> SpecialBlock | None:
+    # The most specific entry names the address best: 192.0.0.8 is the dummy address, not just
+    # one of the IETF protocol assignments.
+    matches = [block for block in blocks if ip in block.network]
+    return max(matches, key=lambda block: block.network.prefixlen, default=None)
+
+
+def _describe(block: SpecialBlock) -> str:
+    return f"{block.network} is {block.name} ({block.rfc})"
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -141,8 +201,11 @@ def _require_public(host: str, addresses: list[str]) -> None:
     # One private answer blocks the host, even among public ones: the fallback order could dial
     # it, and mixing private into public answers is how rebinding attacks get through.
     for address in addresses:
-        if not is_public_address(ipaddress.ip_address(address)):
-            raise BlockedAddressError(f"refusing non-public address {address} (for {host})")
+        reasons = why_not_public(ipaddress.ip_address(address))
+        if reasons:
+            raise BlockedAddressError(
+                f"refusing non-public address {address} (for {host}): {'; '.join(reasons)}"
+            )
 
 
 def guarded_transport(*, allow_private: bool, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
