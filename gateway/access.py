@@ -22,20 +22,20 @@ def identify(auth: Authenticator, headers: Headers) -> Identity:
     return auth.identify(bearer_token(headers))
 
 
-def api_key_valid(headers: Headers, keys: str) -> bool:
+def api_key_valid(headers: Headers, keys: tuple[str, ...]) -> bool:
     scheme, _, value = headers.get("authorization", "").partition(" ")
     offered = headers.get("x-api-key") or (value.strip() if scheme.lower() == "apikey" else "")
     if not offered:
         return False
     # Check every key, so the time taken says nothing about which one nearly matched.
-    matches = [hmac.compare_digest(offered, key.strip()) for key in keys.split(",") if key.strip()]
+    matches = [hmac.compare_digest(offered, key) for key in keys]
     return any(matches)
 
 
-def origin_allowed(scope: Scope, allowed: str) -> bool:
+def origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:
     """Browsers send Origin; others may not, and are not subject to this check.
 
-    ``allowed`` is a comma-separated list, ``*`` for any; empty allows only our own origin.
+    ``allowed``: origins, ``*`` for any; none allows only our own origin.
     Reads the raw ASGI headers: it runs on every WebSocket handshake.
     """
     origin = host = b""
@@ -47,7 +47,7 @@ def origin_allowed(scope: Scope, allowed: str) -> bool:
     if not origin:
         return True
     text = origin.decode("latin-1").rstrip("/")
-    entries = {entry.strip().rstrip("/") for entry in allowed.split(",") if entry.strip()}
+    entries = {entry.rstrip("/") for entry in allowed}
     if "*" in entries or text in entries:
         return True
     return not entries and urlsplit(text).netloc == host.decode("latin-1")

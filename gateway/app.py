@@ -29,13 +29,13 @@ from pushgate.core.settings import Settings
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
     resolved = settings if settings is not None else Settings.from_env(os.environ)
-    resolved.validate_gateway()
-    namespaces = Namespaces.from_settings(resolved)  # fails fast on a bad namespace config
+    resolved.auth.validate_gateway()
+    namespaces = Namespaces.from_settings(resolved.history)  # fails fast on a bad namespace config
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Services]]:
         redis = jobqueue.connect(resolved.redis_url)
-        backend = Backend(redis, jobs=job_history(resolved))
+        backend = Backend(redis, jobs=job_history(resolved.history))
         connection = PubSubConnection(
             resolved.redis_url, ping_interval=resolved.pubsub_ping_interval
         )
@@ -48,9 +48,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                     redis=redis,
                     backend=backend,
                     hub=hub,
-                    auth=Authenticator(resolved),
+                    auth=Authenticator(resolved.auth),
                     namespaces=namespaces,
-                    connections=ConnectionGate(resolved.max_connections),
+                    connections=ConnectionGate(resolved.limits.max_connections),
                 )
             }
         finally:

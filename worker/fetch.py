@@ -9,33 +9,16 @@ from dataclasses import dataclass
 import httpx
 
 from pushgate.core.events import FailureCode
-from pushgate.core.settings import Settings
+from pushgate.core.settings import FetchSettings
 from worker.netguard import BlockedAddressError, DnsError, NetGuardError, guarded_transport
 
 _SCHEMES = frozenset({"http", "https"})
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
-# Per-operation bounds; the attempt as a whole is bounded by FetchLimits.timeout.
+# Per-operation bounds; the attempt as a whole is bounded by FetchSettings.timeout.
 _CONNECT_TIMEOUT = 5.0
 _IO_TIMEOUT = 10.0
 _POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-
-
-@dataclass(frozen=True, slots=True)
-class FetchLimits:
-    timeout: float  # total deadline for the attempt: DNS, connects, redirects and body
-    max_bytes: int  # cap on the bytes received and, separately, on the decompressed body
-    max_redirects: int
-    user_agent: str
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FetchLimits:
-        return cls(
-            timeout=settings.fetch_timeout,
-            max_bytes=settings.fetch_max_bytes,
-            max_redirects=settings.fetch_max_redirects,
-            user_agent=settings.user_agent,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +39,7 @@ class FetchError(Exception):
         self.transient = transient
 
 
-def build_client(limits: FetchLimits, *, allow_private: bool) -> httpx.AsyncClient:
+def build_client(limits: FetchSettings, *, allow_private: bool) -> httpx.AsyncClient:
     """The client a worker shares between fetches: guarded, redirect-following, bounded."""
     return httpx.AsyncClient(
         transport=guarded_transport(allow_private=allow_private, limits=_POOL_LIMITS),
@@ -86,7 +69,7 @@ def validate_fetch_url(url: str) -> None:
         raise FetchError(FailureCode.INVALID_URL, f"not an absolute http(s) URL: {url!r}")
 
 
-async def fetch_page(client: httpx.AsyncClient, url: str, limits: FetchLimits) -> Page:
+async def fetch_page(client: httpx.AsyncClient, url: str, limits: FetchSettings) -> Page:
     """GET ``url`` with redirects; return the HTML page or raise FetchError."""
     validate_fetch_url(url)
     try:
@@ -100,7 +83,7 @@ async def fetch_page(client: httpx.AsyncClient, url: str, limits: FetchLimits) -
         raise _as_fetch_error(exc) from exc
 
 
-async def _fetch(client: httpx.AsyncClient, url: str, limits: FetchLimits) -> Page:
+async def _fetch(client: httpx.AsyncClient, url: str, limits: FetchSettings) -> Page:
     async with client.stream("GET", url) as response:
         _check_response(response, limits.max_bytes)
         decoder = _BodyDecoder(_content_coding(response), limits.max_bytes)

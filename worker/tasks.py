@@ -15,7 +15,7 @@ import httpx
 from pushgate.broker.store import Backend, job_history
 from pushgate.core import events
 from pushgate.core.settings import Settings
-from worker.fetch import FetchError, FetchLimits, Page, build_client, fetch_page
+from worker.fetch import FetchError, Page, build_client, fetch_page
 from worker.links import ParsedPage, parse_page
 
 log = logging.getLogger(__name__)
@@ -26,19 +26,16 @@ class WorkerDeps:
     settings: Settings
     backend: Backend
     http: httpx.AsyncClient
-    limits: FetchLimits
     # Parsing is CPU-bound; off the event loop it cannot stall arq's heartbeats or other jobs.
     parser: ThreadPoolExecutor
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
-    limits = FetchLimits.from_settings(settings)
     ctx["deps"] = WorkerDeps(
         settings=settings,
-        backend=Backend(ctx["redis"], jobs=job_history(settings)),
-        http=build_client(limits, allow_private=settings.allow_private_addresses),
-        limits=limits,
+        backend=Backend(ctx["redis"], jobs=job_history(settings.history)),
+        http=build_client(settings.fetch, allow_private=settings.fetch.allow_private_addresses),
         parser=ThreadPoolExecutor(max_workers=2, thread_name_prefix="pushgate-parse"),
     )
 
@@ -75,12 +72,12 @@ async def _fetch_with_retries(deps: WorkerDeps, url: str) -> Page:
     retry = 0
     while True:
         try:
-            return await fetch_page(deps.http, url, deps.limits)
+            return await fetch_page(deps.http, url, deps.settings.fetch)
         except FetchError as exc:
             retry += 1
-            if not exc.transient or retry > deps.settings.fetch_retries:
+            if not exc.transient or retry > deps.settings.fetch.retries:
                 raise
-            delay = deps.settings.retry_delay(retry) * random.uniform(0.5, 1.0)
+            delay = deps.settings.fetch.retry_delay(retry) * random.uniform(0.5, 1.0)
             log.info("fetch of %s failed (%s), retry %d in %.2fs", url, exc.code, retry, delay)
             await asyncio.sleep(delay)
 

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from gateway.delivery.direct import DirectSink
 from gateway.delivery.feed import Feed
 from pushgate.core.errors import CloseCode
+from pushgate.core.settings import LimitSettings
 from pushgate.core.wire import (
     OffsetKey,
     Publication,
@@ -59,6 +60,15 @@ class Outbox:
         self._closing = False
         self._aborted: _Close | None = None
         self._send_deadline: asyncio.Timeout | None = None
+
+    @classmethod
+    def for_socket(
+        cls, websocket: WebSocket, limits: LimitSettings, direct: DirectSink | None = None
+    ) -> Outbox:
+        """An outbox bounded by the gateway's per-socket limits."""
+        return cls(
+            websocket, size=limits.ws_queue_size, send_timeout=limits.ws_send_timeout, direct=direct
+        )
 
     @property
     def closing(self) -> bool:

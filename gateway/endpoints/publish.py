@@ -19,7 +19,7 @@ MAX_IDEMPOTENCY_KEY = 128
 
 async def publish(request: Request) -> JSONResponse:
     svc = services(request)
-    keys = svc.settings.api_keys
+    keys = svc.settings.auth.api_keys
     # Without keys the API is open only where auth is off altogether (pushgate dev).
     if (keys or svc.auth.enabled) and not api_key_valid(request.headers, keys):
         raise PushgateError(ErrorKind.UNAUTHORIZED, "a valid X-API-Key is required")
@@ -27,7 +27,7 @@ async def publish(request: Request) -> JSONResponse:
     namespace = namespace_of(svc, channel)
     if namespace.name == JOB_NAMESPACE:
         raise PushgateError(ErrorKind.PERMISSION_DENIED, "job channels are written by workers only")
-    body = await read_json_object(request, svc.settings.max_body_bytes)
+    body = await read_json_object(request, svc.settings.limits.max_body_bytes)
     if "data" not in body:
         raise PushgateError(ErrorKind.INVALID_BODY, "data is required")
     idempotency = _idempotency_key(request)
@@ -35,7 +35,7 @@ async def publish(request: Request) -> JSONResponse:
         channel.full,
         body["data"],
         HistoryPolicy(namespace.history_size, namespace.history_ttl),
-        idempotency=(idempotency, svc.settings.idempotency_ttl) if idempotency else None,
+        idempotency=(idempotency, svc.settings.auth.idempotency_ttl) if idempotency else None,
     )
     return JSONResponse({"offset": offset, "epoch": epoch})
 

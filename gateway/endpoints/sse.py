@@ -30,7 +30,7 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 async def sse(request: Request) -> StreamingResponse:
     svc = services(request)
-    if not origin_allowed(request.scope, svc.settings.allowed_origins):
+    if not origin_allowed(request.scope, svc.settings.auth.allowed_origins):
         raise PushgateError(ErrorKind.FORBIDDEN, "origin not allowed")
     channel = parse_channel(request.query_params.get("channel"))
     last_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
@@ -45,7 +45,7 @@ async def sse(request: Request) -> StreamingResponse:
 
 
 async def _events(svc: Services, channel: Channel, last_id: str | None) -> AsyncIterator[str]:
-    queue: asyncio.Queue[Publication | None] = asyncio.Queue(svc.settings.ws_queue_size)
+    queue: asyncio.Queue[Publication | None] = asyncio.Queue(svc.settings.limits.ws_queue_size)
 
     def overflow() -> None:  # a slow reader ends its stream; EventSource resumes from its id
         while not queue.empty():
@@ -58,7 +58,9 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
         except asyncio.QueueFull:
             overflow()
 
-    feed = Feed(forward, after=None, held_limit=svc.settings.ws_queue_size, overflow=overflow)
+    feed = Feed(
+        forward, after=None, held_limit=svc.settings.limits.ws_queue_size, overflow=overflow
+    )
     await subscribe_feed(svc, channel.full, feed)
     try:
         yield "retry: 2000\n\n"

@@ -29,7 +29,7 @@ MAX_INBOUND_BYTES = 4096
 async def job_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     svc = services(websocket)
-    if not origin_allowed(websocket.scope, svc.settings.allowed_origins):
+    if not origin_allowed(websocket.scope, svc.settings.auth.allowed_origins):
         await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
         return
     try:
@@ -64,7 +64,7 @@ async def _stream(
     finished: bool,
 ) -> None:
     settings = svc.settings
-    outbox = Outbox(websocket, size=settings.ws_queue_size, send_timeout=settings.ws_send_timeout)
+    outbox = Outbox.for_socket(websocket, settings.limits)
 
     def forward(publication: Publication) -> None:
         outbox.push(publication.job_frame)

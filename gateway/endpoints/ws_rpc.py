@@ -62,7 +62,7 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
     websocket = WebSocket(scope, receive, send)
     svc = services(websocket)
     await websocket.accept()
-    allowed = origin_allowed(scope, svc.settings.allowed_origins)
+    allowed = origin_allowed(scope, svc.settings.auth.allowed_origins)
     # The handshake's headers are of no use past this point: an idle socket should not hold them.
     scope["headers"] = []
     if not allowed:
@@ -85,15 +85,12 @@ class RpcConnection:
         self._ws = websocket
         self._svc = svc
         self._loop = asyncio.get_running_loop()
-        self._outbox = Outbox(
-            websocket, size=settings.ws_queue_size, send_timeout=settings.ws_send_timeout,
-            direct=direct,
-        )  # fmt: skip
+        self._outbox = Outbox.for_socket(websocket, settings.limits, direct)
         self._session = Session(
             auth_required=svc.auth.enabled,
-            max_subscriptions=settings.max_subscriptions,
-            rate=settings.client_rate,
-            burst=settings.client_burst,
+            max_subscriptions=settings.limits.max_subscriptions,
+            rate=settings.limits.client_rate,
+            burst=settings.limits.client_burst,
             now=self._loop.time(),
         )
         self._feeds: dict[str, Feed] = {}
@@ -117,7 +114,7 @@ class RpcConnection:
         """Read until the client leaves (also after a close we sent: it answers, or uvicorn
         drops it after its close timeout)."""
         settings = self._svc.settings
-        connect_by = self._loop.time() + settings.connect_timeout
+        connect_by = self._loop.time() + settings.limits.connect_timeout
         while True:
             deadline = None if self._session.connected or not self._svc.auth.enabled else connect_by
             try:
@@ -131,8 +128,8 @@ class RpcConnection:
                 return
             frame: str | bytes = message.get("text") or message.get("bytes") or b""
             size = len(frame.encode()) if isinstance(frame, str) else len(frame)
-            if size > settings.max_message_bytes:
-                limit = settings.max_message_bytes
+            if size > settings.limits.max_message_bytes:
+                limit = settings.limits.max_message_bytes
                 self._outbox.abort(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
             elif not self._outbox.closing:
                 await self._handle(frame)

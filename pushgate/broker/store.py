@@ -33,7 +33,7 @@ from pushgate.broker.keys import (
 )
 from pushgate.core import events
 from pushgate.core.events import Event, JobRecord, JobStatus, status_after
-from pushgate.core.settings import Settings
+from pushgate.core.settings import HistorySettings
 from pushgate.core.wire import OffsetKey, Publication, job_channel, parse_offset
 
 # Publications per script call of ``publish_many``: Redis runs a script to its end, so each call
@@ -63,9 +63,9 @@ class HistoryPolicy:
     ttl: int
 
 
-def job_history(settings: Settings) -> HistoryPolicy:
+def job_history(settings: HistorySettings) -> HistoryPolicy:
     """Job channels keep their history as long as the job record itself."""
-    return HistoryPolicy(size=settings.history_size, ttl=settings.job_ttl_seconds)
+    return HistoryPolicy(size=settings.size, ttl=settings.job_ttl)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import jwt
 
 from pushgate.core.channels import ANONYMOUS, Identity
 from pushgate.core.errors import ErrorKind, PushgateError
-from pushgate.core.settings import Settings
+from pushgate.core.settings import AuthSettings
 
 SUBSCRIBE_AUDIENCE = "pushgate:subscribe"
 _PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
@@ -30,8 +30,8 @@ class AuthError(PushgateError):
 
 
 class Authenticator:
-    def __init__(self, settings: Settings) -> None:
-        self.enabled = settings.auth_enabled
+    def __init__(self, settings: AuthSettings) -> None:
+        self.enabled = settings.enabled
         self._keys: dict[str, str] = {}
         if settings.jwt_secret:
             self._keys["HS256"] = settings.jwt_secret

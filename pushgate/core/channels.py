@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pushgate.core.errors import ErrorKind, PushgateError
-from pushgate.core.settings import Settings, SettingsError
+from pushgate.core.settings import HistorySettings, SettingsError
 
 JOB_NAMESPACE = "job"
 _CHANNEL = re.compile(r"([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9_.-]{1,128})")
@@ -77,10 +77,8 @@ class Namespaces:
         self._namespaces = dict(namespaces)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Namespaces:
-        job = Namespace(
-            JOB_NAMESPACE, history_size=settings.history_size, history_ttl=settings.job_ttl_seconds
-        )
+    def from_settings(cls, settings: HistorySettings) -> Namespaces:
+        job = Namespace(JOB_NAMESPACE, history_size=settings.size, history_ttl=settings.job_ttl)
         return cls({JOB_NAMESPACE: job, **_parse_user_namespaces(settings.namespaces)})
 
     def get(self, channel: Channel) -> Namespace | None:

@@ -1,10 +1,16 @@
-"""One typed settings object, read from ``PUSHGATE_*`` environment variables when asked to."""
+"""Typed settings, read from ``PUSHGATE_*`` environment variables when asked to.
+
+``Settings`` holds a few top-level values and one small value object per concern (auth, limits,
+history, the worker pool, fetching). Every field is read from one variable, named in its
+metadata (``PUSHGATE_`` + that name); lists are comma-separated and parsed once, here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 ENV_PREFIX = "PUSHGATE_"
@@ -16,103 +22,39 @@ class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
 
 
+def _env(name: str, default: Any, *, positive: bool = False) -> Any:
+    """A field read from ``PUSHGATE_<name>``; ``positive``: it must be at least 1."""
+    return field(default=default, metadata={"env": name, "positive": positive})
+
+
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """Every tunable of gateway and worker. Each field ``x`` is read from ``PUSHGATE_X``."""
+class AuthSettings:
+    """Who may connect and publish: JWT keys, browser origins, API keys."""
 
-    redis_url: str = "redis://localhost:6379/0"
-    # Lifts the SSRF guard so workers may fetch loopback and private hosts (local dev, tests).
-    allow_private_addresses: bool = False
-
-    # HTTP API
-    max_body_bytes: int = 64 * 1024
-
-    # History of each job channel: a capped, expiring Redis Stream. The job record lives as long.
-    history_size: int = 100
-    job_ttl_seconds: int = 24 * 3600
-
-    # WebSocket delivery: a bounded queue per socket and a bound on each send, so that a client
-    # that stops reading is dropped instead of holding memory or anyone else.
-    ws_queue_size: int = 1000
-    ws_send_timeout: float = 10.0
-    # Redis pub/sub liveness: the gateway pings its pub/sub connection when idle this long.
-    pubsub_ping_interval: float = 5.0
-
-    # Realtime protocol limits (docs/protocol.md)
-    max_message_bytes: int = 64 * 1024
-    max_subscriptions: int = 100
-    # uvicorn's --limit-concurrency does not count WebSockets: the app caps them itself.
-    max_connections: int = 10_000
-    connect_timeout: float = 5.0
-    client_rate: float = 50.0
-    client_burst: int = 100
-    # JSON object of user namespaces, e.g. {"chat": {"publish": true, "history_size": 100}}
-    namespaces: str = ""
-
-    # Auth: on whenever a key is set; off only with auth_disabled (which `pushgate dev` sets).
-    auth_disabled: bool = False
-    jwt_secret: str = ""
-    jwt_public_key: str = ""
+    # On whenever a key is set; off only with disabled (which `pushgate dev` sets).
+    disabled: bool = _env("AUTH_DISABLED", False)
+    jwt_secret: str = _env("JWT_SECRET", "")
+    jwt_public_key: str = _env("JWT_PUBLIC_KEY", "")
     # Signs the gateway's own channel-scoped subscribe tokens; defaults to jwt_secret.
-    token_secret: str = ""
-    subscribe_token_ttl: int = 600
-    # Comma-separated origins allowed for browser connections; "*" for any; empty: same origin.
-    allowed_origins: str = ""
-    # Comma-separated keys for the server-side publish API.
-    api_keys: str = ""
-    idempotency_ttl: int = 24 * 3600
-
-    # Worker
-    worker_concurrency: int = 20
-    # arq polls its queue: a job waits half of this on average before a worker sees it. At
-    # 5 ms an idle worker costs Redis 200 cheap reads a second.
-    worker_poll_delay: float = 0.005
-    # On SIGTERM a worker stops taking jobs and lets running ones finish for this long (keep it
-    # under the orchestrator's grace period); what is still running then is re-queued.
-    worker_shutdown_grace: int = 20
-    fetch_timeout: float = 15.0
-    fetch_max_bytes: int = 5 * 1024 * 1024
-    fetch_max_redirects: int = 5
-    fetch_retries: int = 2
-    fetch_retry_backoff: float = 0.5
-    user_agent: str = "pushgate/0.1 (+link extractor)"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Build settings from ``environ``; unset variables keep their defaults."""
-        values: dict[str, Any] = {}
-        for field in fields(cls):
-            raw = environ.get(ENV_PREFIX + field.name.upper())
-            if raw is not None:
-                values[field.name] = _convert(field, raw.strip())
-        settings = cls(**values)
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise SettingsError(f"{ENV_PREFIX}{field.name.upper()} must not be negative")
-        positive = (
-            "ws_queue_size", "history_size", "worker_concurrency", "fetch_max_bytes",
-            "max_message_bytes", "max_connections", "client_burst",
-        )  # fmt: skip
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+    token_secret: str = _env("TOKEN_SECRET", "")
+    subscribe_token_ttl: int = _env("SUBSCRIBE_TOKEN_TTL", 600)
+    # Origins allowed for browser connections; "*" for any; none: same origin only.
+    allowed_origins: tuple[str, ...] = _env("ALLOWED_ORIGINS", ())
+    # Keys for the server-side publish API.
+    api_keys: tuple[str, ...] = _env("API_KEYS", ())
+    idempotency_ttl: int = _env("IDEMPOTENCY_TTL", 24 * 3600)
 
     @property
-    def auth_enabled(self) -> bool:
-        return not self.auth_disabled
+    def enabled(self) -> bool:
+        return not self.disabled
 
     @property
     def signing_secret(self) -> str:
         return self.token_secret or self.jwt_secret
 
     def validate_gateway(self) -> None:
-        """What a gateway needs beyond ``validate``: a way to authenticate, unless disabled."""
-        if self.auth_disabled:
+        """A gateway needs a way to authenticate, unless auth is disabled."""
+        if self.disabled:
             return
         if not (self.jwt_secret or self.jwt_public_key):
             raise SettingsError(
@@ -125,33 +67,154 @@ class Settings:
                 "PUSHGATE_JWT_PUBLIC_KEY is used without PUSHGATE_JWT_SECRET"
             )
 
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Bounds on what one request, connection or client may cost a gateway (docs/protocol.md)."""
+
+    max_body_bytes: int = _env("MAX_BODY_BYTES", 64 * 1024)
+    max_message_bytes: int = _env("MAX_MESSAGE_BYTES", 64 * 1024, positive=True)
+    max_subscriptions: int = _env("MAX_SUBSCRIPTIONS", 100)
+    # uvicorn's --limit-concurrency does not count WebSockets: the app caps them itself.
+    max_connections: int = _env("MAX_CONNECTIONS", 10_000, positive=True)
+    connect_timeout: float = _env("CONNECT_TIMEOUT", 5.0)
+    client_rate: float = _env("CLIENT_RATE", 50.0)
+    client_burst: int = _env("CLIENT_BURST", 100, positive=True)
+    # A bounded queue per socket and a bound on each send, so that a client that stops reading
+    # is dropped instead of holding memory or anyone else.
+    ws_queue_size: int = _env("WS_QUEUE_SIZE", 1000, positive=True)
+    ws_send_timeout: float = _env("WS_SEND_TIMEOUT", 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """How long channels keep their history: job channels here, user namespaces in their JSON."""
+
+    # Each job channel is a capped, expiring Redis Stream; the job record lives as long.
+    size: int = _env("HISTORY_SIZE", 100, positive=True)
+    job_ttl: int = _env("JOB_TTL_SECONDS", 24 * 3600)
+    # JSON object of user namespaces, e.g. {"chat": {"publish": true, "history_size": 100}}
+    namespaces: str = _env("NAMESPACES", "")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPoolSettings:
+    """How each worker process takes jobs from the queue."""
+
+    concurrency: int = _env("WORKER_CONCURRENCY", 20, positive=True)
+    # arq polls its queue: a job waits half of this on average before a worker sees it. At
+    # 5 ms an idle worker costs Redis 200 cheap reads a second.
+    poll_delay: float = _env("WORKER_POLL_DELAY", 0.005)
+    # On SIGTERM a worker stops taking jobs and lets running ones finish for this long (keep it
+    # under the orchestrator's grace period); what is still running then is re-queued.
+    shutdown_grace: int = _env("WORKER_SHUTDOWN_GRACE", 20)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    """Bounds of one page fetch, and how failed attempts are retried."""
+
+    timeout: float = _env("FETCH_TIMEOUT", 15.0)  # total: DNS, connects, redirects and body
+    max_bytes: int = _env("FETCH_MAX_BYTES", 5 * 1024 * 1024, positive=True)  # raw and decoded
+    max_redirects: int = _env("FETCH_MAX_REDIRECTS", 5)
+    retries: int = _env("FETCH_RETRIES", 2)
+    retry_backoff: float = _env("FETCH_RETRY_BACKOFF", 0.5)
+    user_agent: str = _env("USER_AGENT", "pushgate/0.1 (+link extractor)")
+    # Lifts the SSRF guard so workers may fetch loopback and private hosts (local dev, tests).
+    allow_private_addresses: bool = _env("ALLOW_PRIVATE_ADDRESSES", False)
+
     @property
     def job_timeout(self) -> float:
         """arq's per-job bound: every fetch attempt, the backoffs between them, and parsing."""
-        attempts = self.fetch_retries + 1
+        attempts = self.retries + 1
         backoff = sum(self.retry_delay(n) for n in range(1, attempts))
-        return attempts * self.fetch_timeout + backoff + 10.0
+        return attempts * self.timeout + backoff + 10.0
 
     def retry_delay(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based): exponential, capped at 10 s."""
-        return float(min(self.fetch_retry_backoff * 2 ** (attempt - 1), 10.0))
+        return float(min(self.retry_backoff * 2 ** (attempt - 1), 10.0))
 
 
-def _convert(field: dataclasses.Field[Any], raw: str) -> Any:
-    name = ENV_PREFIX + field.name.upper()
-    kind = field.type
+SETTINGS_GROUPS: tuple[type, ...] = (
+    AuthSettings,
+    LimitSettings,
+    HistorySettings,
+    WorkerPoolSettings,
+    FetchSettings,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of gateway and worker."""
+
+    redis_url: str = _env("REDIS_URL", "redis://localhost:6379/0")
+    # Redis pub/sub liveness: the gateway pings its pub/sub connection when idle this long.
+    pubsub_ping_interval: float = _env("PUBSUB_PING_INTERVAL", 5.0)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    pool: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``environ``; unset variables keep their defaults."""
+        settings: Settings = read_settings(cls, environ)
+        return settings
+
+
+def read_settings(kind: type[Any], environ: Mapping[str, str]) -> Any:
+    """An instance of the settings class ``kind``, its groups and fields read from ``environ``."""
+    values: dict[str, Any] = {}
+    hints = typing.get_type_hints(kind)
+    for item in dataclasses.fields(kind):
+        hint = hints[item.name]
+        if hint in SETTINGS_GROUPS:
+            values[item.name] = read_settings(hint, environ)
+            continue
+        name = ENV_PREFIX + item.metadata["env"]
+        parse = _parser_for(hint, name)  # before the lookup: an unknown type fails every start
+        raw = environ.get(name)
+        if raw is not None:
+            values[item.name] = _checked(item, name, parse(raw.strip()))
+        else:
+            values[item.name] = _checked(item, name, item.default)
+    return kind(**values)
+
+
+def _checked(item: dataclasses.Field[Any], name: str, value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise SettingsError(f"{name} must not be negative")
+        if item.metadata["positive"] and value < 1:
+            raise SettingsError(f"{name} must be at least 1")
+    return value
+
+
+def _parser_for(hint: Any, name: str) -> Any:
+    if hint is bool:
+        return lambda raw: _boolean(raw, name)
+    if hint in (int, float):
+        return lambda raw: _number(hint, raw, name)
+    if hint is str:
+        return str
+    if hint == tuple[str, ...]:
+        return lambda raw: tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    raise SettingsError(f"{name}: settings of type {hint!r} cannot be read from the environment")
+
+
+def _boolean(raw: str, name: str) -> bool:
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a valid bool")
+
+
+def _number(kind: type[int] | type[float], raw: str, name: str) -> int | float:
     try:
-        if kind == "bool":
-            lowered = raw.lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
+        return kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
-    return raw
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None

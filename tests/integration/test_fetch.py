@@ -7,21 +7,22 @@ import tracemalloc
 import pytest
 
 from pushgate.core.events import FailureCode
+from pushgate.core.settings import FetchSettings
 from tests.origin import LINKS_PAGE, Origin, expected_links
-from worker.fetch import FetchError, FetchLimits, Page, build_client, fetch_page
+from worker.fetch import FetchError, Page, build_client, fetch_page
 from worker.links import parse_page
 
 MIB = 1024 * 1024
-LIMITS = FetchLimits(timeout=10.0, max_bytes=5 * MIB, max_redirects=3, user_agent="pushgate-test")
+LIMITS = FetchSettings(timeout=10.0, max_bytes=5 * MIB, max_redirects=3, user_agent="pushgate-test")
 
 
-async def fetch(url: str, limits: FetchLimits = LIMITS, *, allow_private: bool = True) -> Page:
+async def fetch(url: str, limits: FetchSettings = LIMITS, *, allow_private: bool = True) -> Page:
     async with build_client(limits, allow_private=allow_private) as client:
         return await fetch_page(client, url, limits)
 
 
 async def fetch_error(
-    url: str, limits: FetchLimits = LIMITS, *, allow_private: bool = True
+    url: str, limits: FetchSettings = LIMITS, *, allow_private: bool = True
 ) -> FetchError:
     with pytest.raises(FetchError) as caught:
         await fetch(url, limits, allow_private=allow_private)
@@ -76,13 +77,13 @@ async def test_failures_carry_their_code(
 
 async def test_a_dripping_body_hits_the_total_deadline(origin: Origin) -> None:
     # A byte a second never trips the per-read timeout; only the deadline for the attempt does.
-    limits = FetchLimits(timeout=1.5, max_bytes=MIB, max_redirects=3, user_agent="pushgate-test")
+    limits = FetchSettings(timeout=1.5, max_bytes=MIB, max_redirects=3, user_agent="pushgate-test")
     error = await fetch_error(origin.url("/drip"), limits)
     assert (error.code, error.transient) == (FailureCode.TIMEOUT, True)
 
 
 async def test_a_gzip_bomb_is_never_inflated_past_the_cap_in_memory(origin: Origin) -> None:
-    limits = FetchLimits(timeout=10.0, max_bytes=MIB, max_redirects=0, user_agent="pushgate-test")
+    limits = FetchSettings(timeout=10.0, max_bytes=MIB, max_redirects=0, user_agent="pushgate-test")
     await fetch_error(origin.url("/gzip-bomb"), limits)  # the origin builds its bomb once
     tracemalloc.start()
     try:

@@ -14,7 +14,7 @@ from pushgate.core.channels import (
     may_subscribe,
     parse_channel,
 )
-from pushgate.core.settings import Settings, SettingsError
+from pushgate.core.settings import HistorySettings, SettingsError
 
 CHAT = Namespace("chat", publish=True)
 PRIVATE = Namespace("team", publish=True, private=True)
@@ -32,7 +32,7 @@ def test_parse_channel() -> None:
 
 def test_namespaces_from_settings() -> None:
     raw = {"chat": {"publish": True, "history_size": 5, "history_ttl": 60}, "feed": {}}
-    namespaces = Namespaces.from_settings(Settings(namespaces=json.dumps(raw), history_size=7))
+    namespaces = Namespaces.from_settings(HistorySettings(size=7, namespaces=json.dumps(raw)))
     assert namespaces.get(Channel("chat", "a")) == Namespace("chat", True, False, 5, 60)
     assert namespaces.get(Channel("feed", "a")) == Namespace("feed")
     job = namespaces.get(Channel("job", "a"))
@@ -58,7 +58,7 @@ def test_namespaces_from_settings() -> None:
 )
 def test_bad_namespace_config_is_a_settings_error(raw: str) -> None:
     with pytest.raises(SettingsError, match="PUSHGATE_NAMESPACES"):
-        Namespaces.from_settings(Settings(namespaces=raw))
+        Namespaces.from_settings(HistorySettings(namespaces=raw))
 
 
 def test_job_channels_are_readable_by_owner_or_token_only() -> None:

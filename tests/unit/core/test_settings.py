@@ -1,18 +1,26 @@
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
+
 import pytest
 
-from pushgate.core.settings import Settings, SettingsError
+from pushgate.core.settings import (
+    SETTINGS_GROUPS,
+    FetchSettings,
+    Settings,
+    SettingsError,
+    read_settings,
+)
 
 
 def test_defaults_without_environment() -> None:
     settings = Settings.from_env({})
     assert settings == Settings()
     assert settings.redis_url == "redis://localhost:6379/0"
-    assert settings.allow_private_addresses is False
+    assert settings.fetch.allow_private_addresses is False
 
 
-def test_reads_prefixed_variables_with_types() -> None:
+def testread_settingss_prefixed_variables_with_types() -> None:
     settings = Settings.from_env(
         {
             "PUSHGATE_REDIS_URL": "redis://r:1/2",
@@ -23,9 +31,9 @@ def test_reads_prefixed_variables_with_types() -> None:
         }
     )
     assert settings.redis_url == "redis://r:1/2"
-    assert settings.allow_private_addresses is True
-    assert settings.fetch_timeout == 2.5
-    assert settings.history_size == 7
+    assert settings.fetch.allow_private_addresses is True
+    assert settings.fetch.timeout == 2.5
+    assert settings.history.size == 7
 
 
 @pytest.mark.parametrize(
@@ -45,7 +53,41 @@ def test_rejects_bad_values_naming_the_variable(name: str, value: str) -> None:
 
 
 def test_job_timeout_covers_every_attempt_and_backoff() -> None:
-    settings = Settings(fetch_timeout=10, fetch_retries=2, fetch_retry_backoff=1)
+    fetch = FetchSettings(timeout=10, retries=2, retry_backoff=1)
     # three attempts, backoffs of 1 s and 2 s, and 10 s for parsing and publishing
-    assert settings.job_timeout == 3 * 10 + 1 + 2 + 10
-    assert [settings.retry_delay(n) for n in (1, 2, 3, 10)] == [1, 2, 4, 10]
+    assert fetch.job_timeout == 3 * 10 + 1 + 2 + 10
+    assert [fetch.retry_delay(n) for n in (1, 2, 3, 10)] == [1, 2, 4, 10]
+
+
+def test_groups_and_lists_are_parsed_once() -> None:
+    settings = Settings.from_env(
+        {
+            "PUSHGATE_ALLOWED_ORIGINS": " https://a.example/ , ,https://b.example",
+            "PUSHGATE_API_KEYS": "k1,k2",
+            "PUSHGATE_AUTH_DISABLED": "yes",
+            "PUSHGATE_WORKER_CONCURRENCY": "3",
+            "PUSHGATE_JOB_TTL_SECONDS": "60",
+        }
+    )
+    assert settings.auth.allowed_origins == ("https://a.example/", "https://b.example")
+    assert settings.auth.api_keys == ("k1", "k2")
+    assert settings.auth.enabled is False
+    assert settings.pool.concurrency == 3
+    assert settings.history.job_ttl == 60
+
+
+def test_every_field_names_its_own_variable() -> None:
+    names: list[str] = []
+    for group in (Settings, *SETTINGS_GROUPS):
+        names += [f.metadata["env"] for f in fields(group) if "env" in f.metadata]
+    assert len(names) == len(set(names))
+    assert len(names) > 30
+
+
+def test_a_setting_of_an_unreadable_type_fails_at_start() -> None:
+    @dataclass(frozen=True)
+    class Odd:
+        when: complex = field(default=0j, metadata={"env": "WHEN", "positive": False})
+
+    with pytest.raises(SettingsError, match="PUSHGATE_WHEN"):
+        read_settings(Odd, {})

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.access import origin_allowed
+from pushgate.core.settings import Settings
 
 
 def scope(**headers: str) -> dict[str, object]:
@@ -23,4 +24,5 @@ def scope(**headers: str) -> dict[str, object]:
     ],
 )
 def test_origin_allowed(headers: dict[str, str], allowed: str, expected: bool) -> None:
-    assert origin_allowed(scope(**headers), allowed) is expected
+    origins = Settings.from_env({"PUSHGATE_ALLOWED_ORIGINS": allowed}).auth.allowed_origins
+    assert origin_allowed(scope(**headers), origins) is expected
