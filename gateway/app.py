@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.delivery.direct import check_fast_path_available
 from gateway.delivery.hub import Hub
 from gateway.endpoints import health, pages, sse, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Services]]:
+        check_fast_path_available()
         redis = jobqueue.connect(resolved.redis_url)
         backend = Backend(redis, jobs=job_history(resolved.history))
         connection = PubSubConnection(

@@ -12,10 +12,14 @@ of its frames from that batch in one write, one system call instead of one per p
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 
 from starlette.types import Send
+from uvicorn.protocols.websockets import auto
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+log = logging.getLogger(__name__)
 
 
 class Cork:
@@ -52,14 +56,6 @@ class DirectSink:
         self._cork = cork
         self._pending: list[bytes] = []
 
-    @classmethod
-    def of(cls, send: Send, cork: Cork) -> DirectSink | None:
-        """The sink behind uvicorn's ``send`` of an accepted socket, if writing to it is safe."""
-        protocol = getattr(send, "__self__", None)
-        if not isinstance(protocol, WebSocketsSansIOProtocol) or protocol.conn.extensions:
-            return None
-        return cls(protocol, cork)
-
     def write(self, frame: bytes) -> bool:
         """Write ``frame`` now (or with the cork) if the socket can take it; False: queue it."""
         protocol = self._protocol
@@ -80,3 +76,41 @@ class DirectSink:
         protocol = self._protocol
         if not (protocol.close_sent or protocol.disconnected):
             protocol.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+
+class DirectWrites:
+    """Hands out direct sinks for sockets where writing frames straight is safe, and says once
+    per process when it is not (the gateway then works, through the slower ASGI path)."""
+
+    __slots__ = ("_warned", "cork")
+
+    def __init__(self) -> None:
+        self.cork = Cork()
+        self._warned = False
+
+    def sink_for(self, send: Send) -> DirectSink | None:
+        """The sink behind uvicorn's ``send`` of an accepted socket, if writing to it is safe."""
+        protocol = getattr(send, "__self__", None)
+        if isinstance(protocol, WebSocketsSansIOProtocol) and not protocol.conn.extensions:
+            return DirectSink(protocol, self.cork)
+        if not self._warned:
+            self._warned = True
+            log.warning("direct-write fast path is off: %s", _why_not_direct(protocol))
+        return None
+
+
+def _why_not_direct(protocol: object) -> str:
+    if isinstance(protocol, WebSocketsSansIOProtocol):
+        return (
+            "permessage-deflate was negotiated (start uvicorn with --ws-per-message-deflate false)"
+        )
+    name = type(protocol).__name__
+    return f"uvicorn runs {name}, not websockets-sansio (start it with --ws auto)"
+
+
+def check_fast_path_available() -> None:
+    """At start-up: warn when uvicorn's ``--ws auto`` would not pick the sans-I/O protocol."""
+    if auto.AutoWebSocketsProtocol is not WebSocketsSansIOProtocol:
+        log.warning(
+            "direct-write fast path is off: uvicorn's --ws auto does not pick websockets-sansio"
+        )

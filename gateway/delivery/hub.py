@@ -14,7 +14,7 @@ import logging
 from collections import defaultdict
 from typing import Protocol
 
-from gateway.delivery.direct import Cork
+from gateway.delivery.direct import DirectWrites
 from pushgate.broker.pubsub import Confirmed, Disconnected, LiveEvent, PubSubConnection
 from pushgate.broker.store import Backend
 from pushgate.core.wire import OffsetKey, Publication, parse_offset
@@ -49,8 +49,8 @@ class Hub:
     def __init__(self, connection: PubSubConnection, backend: Backend) -> None:
         self._connection = connection
         self._backend = backend
-        # Held while a batch is handed out, so each socket's direct writes of it go out as one.
-        self.cork = Cork()
+        # Corked while a batch is handed out, so each socket's direct writes of it go out as one.
+        self.writes = DirectWrites()
         self._channels: dict[str, _Channel] = {}
         self._pending: defaultdict[str, int] = defaultdict(int)
         self._reader: asyncio.Task[None] | None = None
@@ -159,7 +159,7 @@ class Hub:
             if lost is None:
                 self.connected = True
                 backoff = _MIN_BACKOFF
-                with self.cork:  # each socket gets this batch's frames in one write
+                with self.writes.cork:  # each socket gets this batch's frames in one write
                     self._handle(events)
                 continue
             log.warning("redis pub/sub disconnected (%s); reconnecting", lost.reason)

@@ -72,7 +72,7 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
         await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, "gateway is full, try another")
         return
     try:
-        await RpcConnection(websocket, svc, DirectSink.of(send, svc.hub.cork)).run()
+        await RpcConnection(websocket, svc, svc.hub.writes.sink_for(send)).run()
     finally:
         svc.connections.leave()
 
