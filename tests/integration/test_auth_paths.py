@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -158,10 +157,12 @@ async def test_private_namespace_needs_the_channels_claim(gateway: Gateway) -> N
         assert await outsider.error_code("subscribe", {"channel": "team:red"}) == -32003
         assert await outsider.error_code("history", {"channel": "team:red"}) == -32003
         assert await outsider.error_code("publish", {"channel": "team:red", "data": 1}) == -32003
+        await outsider.result("subscribe", {"channel": "team:other"})
         await member.result("publish", {"channel": "team:red", "data": "hello"})
         assert [p["data"] for p in await member.publications_until(1)] == ["hello"]
-        await asyncio.sleep(0.2)
-        assert outsider.publications == []
+        # Published after "hello": once it is in, "hello" would have come before it.
+        await member.result("publish", {"channel": "team:other", "data": "marker"})
+        assert [p["data"] for p in await outsider.publications_until(1)] == ["marker"]
 
 
 async def test_origin_allow_list(gateway: Gateway) -> None:

@@ -229,7 +229,12 @@ def test_connect_must_come_first_when_auth_is_on() -> None:
 
 
 def test_without_auth_calls_need_no_connect() -> None:
-    session(auth=False).admit(request("publish"), now=0)
+    open_session = session(auth=False)
+    open_session.admit(request("publish"), now=0)  # no PushgateError
+    assert not open_session.connected
+    with pytest.raises(PushgateError) as caught:
+        session(auth=True).admit(request("publish"), now=0)
+    assert caught.value.kind is ErrorKind.UNAUTHORIZED
 
 
 def test_connect_only_once() -> None:
