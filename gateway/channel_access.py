@@ -22,6 +22,8 @@ from pushgate.core.events import JobRecord
 
 @dataclass(frozen=True, slots=True)
 class Readable:
+    """A channel the caller may read: its namespace, and the job record for a job channel."""
+
     namespace: Namespace
     job: JobRecord | None  # the job, for a job channel
 

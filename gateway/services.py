@@ -34,6 +34,8 @@ class ConnectionGate:
 
 @dataclass(frozen=True, slots=True)
 class Services:
+    """What every request of one gateway process shares; built once in the lifespan."""
+
     settings: Settings
     redis: ArqRedis
     backend: Backend

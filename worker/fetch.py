@@ -23,6 +23,8 @@ _POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """A fetched page within the size limits: the final URL, status, decoded body and charset."""
+
     final_url: str
     status_code: int
     body: bytes  # decompressed

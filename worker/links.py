@@ -30,6 +30,8 @@ _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*>")
 
 @dataclass(frozen=True, slots=True)
 class ParsedPage:
+    """What a page yields: its title and its links, resolved and de-duplicated."""
+
     title: str | None
     links: list[str]
 

@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 
 class SpecialBlock(NamedTuple):
+    """One entry of an IANA special-purpose address registry."""
+
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
     name: str
     rfc: str

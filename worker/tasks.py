@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class WorkerDeps:
+    """What every scrape job of one worker process shares; built once at start-up."""
+
     settings: Settings
     backend: Backend
     http: httpx.AsyncClient

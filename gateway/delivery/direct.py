@@ -49,6 +49,8 @@ class Cork:
 
 
 class DirectSink:
+    """Writes pre-framed messages to one socket's transport, only while it is open and writable."""
+
     __slots__ = ("_cork", "_pending", "_protocol")
 
     def __init__(self, protocol: WebSocketsSansIOProtocol, cork: Cork) -> None:

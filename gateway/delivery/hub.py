@@ -26,6 +26,8 @@ _MAX_BACKOFF = 2.0
 
 
 class Subscriber(Protocol):
+    """Anything the hub hands publications to."""
+
     def deliver(self, publication: Publication) -> None:
         """Take one publication; called from the reader task, must not block."""
 
@@ -46,6 +48,9 @@ class _Channel:
 
 
 class Hub:
+    """One pub/sub connection fanned out to local subscribers: each publication once and in order,
+    with a catch-up from history after every reconnect."""
+
     def __init__(self, connection: PubSubConnection, backend: Backend) -> None:
         self._connection = connection
         self._backend = backend

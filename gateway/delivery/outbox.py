@@ -38,6 +38,8 @@ class _Close:
 
 
 class Outbox:
+    """A socket's outgoing frames, in order; a client that falls behind is closed, not waited on."""
+
     __slots__ = (
         "_aborted", "_closing", "_direct", "_queue", "_send_deadline", "_send_timeout", "_size",
         "_websocket", "_writer",

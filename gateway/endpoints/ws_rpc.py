@@ -78,6 +78,8 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class RpcConnection:
+    """One ``WS /ws`` connection: requests answered one at a time, in order; its subscriptions."""
+
     __slots__ = ("_expiry", "_feeds", "_loop", "_outbox", "_session", "_svc", "_ws")
 
     def __init__(self, websocket: WebSocket, svc: Services, direct: DirectSink | None) -> None:

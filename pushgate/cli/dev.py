@@ -34,6 +34,8 @@ STOP_TIMEOUT = 30.0
 
 @dataclass(frozen=True, slots=True)
 class DevOptions:
+    """Where ``pushgate dev`` serves its gateway."""
+
     host: str = "127.0.0.1"
     port: int = 8000
 

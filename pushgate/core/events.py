@@ -38,12 +38,16 @@ class FailureCode(StrEnum):
 
 
 class QueuedEvent(TypedDict):
+    """The job was accepted and waits for a worker; always its channel's first event."""
+
     type: Literal["queued"]
     request_id: str
     url: str
 
 
 class StartedEvent(TypedDict):
+    """A worker took the job; ``attempt`` grows when a worker died and another took over."""
+
     type: Literal["started"]
     request_id: str
     url: str
@@ -51,6 +55,8 @@ class StartedEvent(TypedDict):
 
 
 class ResultEvent(TypedDict):
+    """Terminal: the page was fetched and its links extracted."""
+
     type: Literal["result"]
     request_id: str
     url: str
@@ -62,11 +68,15 @@ class ResultEvent(TypedDict):
 
 
 class Failure(TypedDict):
+    """Why a job failed: a ``FailureCode`` and a message for people."""
+
     code: FailureCode
     message: str
 
 
 class FailedEvent(TypedDict):
+    """Terminal: the job failed for good (retries were spent or could not help)."""
+
     type: Literal["failed"]
     request_id: str
     error: Failure

@@ -42,6 +42,8 @@ def invalid_params(message: str, name: str) -> PushgateError:
 
 @dataclass(frozen=True, slots=True)
 class Request:
+    """A parsed JSON-RPC request; ``id`` None means a notification, never answered."""
+
     id: RequestId | None  # None: a notification, never answered
     method: str
     params: dict[str, Any]
@@ -93,11 +95,15 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class ConnectParams:
+    """``connect``: the connection token, if any."""
+
     token: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class SubscribeParams:
+    """``subscribe``: a valid channel name, and where to resume from."""
+
     channel: Channel
     since: Position | None
     token: str | None
@@ -105,17 +111,23 @@ class SubscribeParams:
 
 @dataclass(frozen=True, slots=True)
 class UnsubscribeParams:
+    """``unsubscribe``: a valid channel name."""
+
     channel: Channel
 
 
 @dataclass(frozen=True, slots=True)
 class PublishParams:
+    """``publish``: a valid channel name and any JSON value."""
+
     channel: Channel
     data: Any
 
 
 @dataclass(frozen=True, slots=True)
 class SubmitParams:
+    """``submit``: a checked http(s) URL and, if given, a valid request id."""
+
     url: str
     request_id: str | None
     subscribe: bool
@@ -123,6 +135,8 @@ class SubmitParams:
 
 @dataclass(frozen=True, slots=True)
 class HistoryParams:
+    """``history``: a valid channel name, a position, and a limit within bounds."""
+
     channel: Channel
     since: Position | None
     limit: int
@@ -130,6 +144,8 @@ class HistoryParams:
 
 @dataclass(frozen=True, slots=True)
 class PingParams:
+    """``ping``: no parameters at all."""
+
     pass
 
 
