@@ -12,9 +12,15 @@ from pushgate.core.errors import (
     CloseCode,
     ErrorKind,
     Reconnect,
+    RpcCode,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
+# Codes only ``WS /ws`` answers with (docs/protocol.md lists them); every other one is HTTP's too.
+JSON_RPC_ONLY = {
+    "parse_error", "invalid_request", "unknown_method", "invalid_params", "limit_exceeded",
+    "invalid_offset",
+}  # fmt: skip
 
 
 def test_every_code_is_one_row() -> None:
@@ -68,6 +74,14 @@ def test_readme_http_error_table_matches_the_statuses() -> None:
     documented = {
         code: int(status) for status, codes in rows for code in re.findall(r"`(\w+)`", codes)
     }
-    assert len(documented) >= 14
+    http_codes = {kind.code for kind in ErrorKind} - JSON_RPC_ONLY
+    assert set(documented) >= http_codes - {"rate_limited"}
     for code, status in documented.items():
         assert ErrorKind[code.upper()].http_status == status, code
+
+
+def test_protocol_doc_lists_every_json_rpc_code() -> None:
+    doc = (ROOT / "docs/protocol.md").read_text()
+    section = doc.split("## Errors", 1)[1].split("\n## ", 1)[0]
+    listed = {int(code) for code in re.findall(r"^\| (-32\d{3}) \|", section, re.M)}
+    assert listed == {int(code) for code in RpcCode}
