@@ -4,17 +4,16 @@
 sockets; ``connection`` is the I/O half that moves frames over one WebSocket.
 """
 
-from pushgate.client.connection import (
+from pushgate.client.connection import PushgateClient, Subscription
+from pushgate.client.wire import (
     ClientClosedError,
     ClientError,
     ConnectionLostError,
-    Position,
     ProtocolViolationError,
     Publication,
-    PushgateClient,
     RpcError,
-    Subscription,
 )
+from pushgate.core.protocol import Position
 
 __all__ = [
     "ClientClosedError",

@@ -50,18 +50,6 @@ from pushgate.core.errors import RpcCode
 from pushgate.core.protocol import Position
 from pushgate.core.wire import job_channel, new_request_id
 
-__all__ = [
-    "ClientClosedError",
-    "ClientError",
-    "ConnectionLostError",
-    "Position",
-    "ProtocolViolationError",
-    "Publication",
-    "PushgateClient",
-    "RpcError",
-    "Subscription",
-]
-
 log = logging.getLogger(__name__)
 
 TokenSource = str | Callable[[], Awaitable[str | None]] | None

@@ -82,85 +82,64 @@ class RpcCode(IntEnum):
     RATE_LIMITED = -32029
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)  # eq=False: rows alike in every column stay distinct kinds
 class ErrorSpec:
     """One row of the table. ``retry``: the same call may succeed later, unchanged."""
 
-    code: str
     http_status: int
     rpc_code: RpcCode
     close_code: CloseCode
     retry: bool = False
 
 
-_BAD = CloseCode.BAD_REQUEST
+_R, _C = RpcCode, CloseCode  # short names for the table below
 
 
-class ErrorKind(Enum):
-    """Every error code pushgate answers with, and how each transport reports it."""
+class ErrorKind(ErrorSpec, Enum):
+    """Every error code pushgate answers with, and how each transport reports it.
 
-    PARSE_ERROR = ErrorSpec("parse_error", 400, RpcCode.PARSE_ERROR, _BAD)
-    INVALID_REQUEST = ErrorSpec("invalid_request", 400, RpcCode.INVALID_REQUEST, _BAD)
-    UNKNOWN_METHOD = ErrorSpec("unknown_method", 404, RpcCode.UNKNOWN_METHOD, _BAD)
-    INVALID_PARAMS = ErrorSpec("invalid_params", 422, RpcCode.INVALID_PARAMS, _BAD)
-    BAD_REQUEST = ErrorSpec("bad_request", 400, RpcCode.INVALID_REQUEST, _BAD)
-    MALFORMED_JSON = ErrorSpec("malformed_json", 400, RpcCode.PARSE_ERROR, _BAD)
-    INVALID_BODY = ErrorSpec("invalid_body", 422, RpcCode.INVALID_PARAMS, _BAD)
-    INVALID_URL = ErrorSpec("invalid_url", 422, RpcCode.INVALID_PARAMS, _BAD)
-    INVALID_REQUEST_ID = ErrorSpec("invalid_request_id", 422, RpcCode.INVALID_PARAMS, _BAD)
-    INVALID_OFFSET = ErrorSpec("invalid_offset", 422, RpcCode.INVALID_PARAMS, _BAD)
-    INVALID_CHANNEL = ErrorSpec("invalid_channel", 422, RpcCode.INVALID_PARAMS, _BAD)
-    INVALID_LAST_EVENT_ID = ErrorSpec("invalid_last_event_id", 422, RpcCode.INVALID_PARAMS, _BAD)
-    INVALID_IDEMPOTENCY_KEY = ErrorSpec(
-        "invalid_idempotency_key", 422, RpcCode.INVALID_PARAMS, _BAD
-    )
-    BODY_TOO_LARGE = ErrorSpec(
-        "body_too_large", 413, RpcCode.INVALID_REQUEST, CloseCode.MESSAGE_TOO_BIG
-    )
-    UNSUPPORTED_MEDIA_TYPE = ErrorSpec("unsupported_media_type", 415, RpcCode.INVALID_REQUEST, _BAD)
-    UNAUTHORIZED = ErrorSpec("unauthorized", 401, RpcCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED)
-    PERMISSION_DENIED = ErrorSpec(
-        "permission_denied", 403, RpcCode.PERMISSION_DENIED, CloseCode.UNAUTHORIZED
-    )
-    FORBIDDEN = ErrorSpec("forbidden", 403, RpcCode.PERMISSION_DENIED, CloseCode.FORBIDDEN)
-    UNKNOWN_CHANNEL = ErrorSpec(
-        "unknown_channel", 404, RpcCode.UNKNOWN_CHANNEL, CloseCode.UNKNOWN_JOB
-    )
-    UNKNOWN_JOB = ErrorSpec("unknown_job", 404, RpcCode.UNKNOWN_CHANNEL, CloseCode.UNKNOWN_JOB)
-    NOT_FOUND = ErrorSpec("not_found", 404, RpcCode.UNKNOWN_METHOD, _BAD)
-    METHOD_NOT_ALLOWED = ErrorSpec("method_not_allowed", 405, RpcCode.UNKNOWN_METHOD, _BAD)
-    LIMIT_EXCEEDED = ErrorSpec("limit_exceeded", 422, RpcCode.LIMIT_EXCEEDED, _BAD)
-    CONFLICT = ErrorSpec("conflict", 409, RpcCode.CONFLICT, _BAD)
-    RATE_LIMITED = ErrorSpec(
-        "rate_limited", 429, RpcCode.RATE_LIMITED, CloseCode.TOO_MANY_CONNECTIONS, retry=True
-    )
-    UNAVAILABLE = ErrorSpec(
-        "unavailable", 503, RpcCode.UNAVAILABLE, CloseCode.TRY_AGAIN_LATER, retry=True
-    )
-    INTERNAL_ERROR = ErrorSpec(
-        "internal_error", 500, RpcCode.INTERNAL_ERROR, CloseCode.INTERNAL_ERROR, retry=True
-    )
+    A member's ``code`` is its name in lower case: the ``error.code`` of HTTP bodies.
+    """
+
+    # fmt: off
+    # name                    HTTP  JSON-RPC code           close code              retry
+    PARSE_ERROR             = (400, _R.PARSE_ERROR,       _C.BAD_REQUEST,          False)
+    INVALID_REQUEST         = (400, _R.INVALID_REQUEST,   _C.BAD_REQUEST,          False)
+    UNKNOWN_METHOD          = (404, _R.UNKNOWN_METHOD,    _C.BAD_REQUEST,          False)
+    INVALID_PARAMS          = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
+    BAD_REQUEST             = (400, _R.INVALID_REQUEST,   _C.BAD_REQUEST,          False)
+    MALFORMED_JSON          = (400, _R.PARSE_ERROR,       _C.BAD_REQUEST,          False)
+    INVALID_BODY            = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
+    INVALID_URL             = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
+    INVALID_REQUEST_ID      = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
+    INVALID_OFFSET          = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
+    INVALID_CHANNEL         = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
+    INVALID_LAST_EVENT_ID   = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
+    INVALID_IDEMPOTENCY_KEY = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
+    BODY_TOO_LARGE          = (413, _R.INVALID_REQUEST,   _C.MESSAGE_TOO_BIG,      False)
+    UNSUPPORTED_MEDIA_TYPE  = (415, _R.INVALID_REQUEST,   _C.BAD_REQUEST,          False)
+    UNAUTHORIZED            = (401, _R.UNAUTHORIZED,      _C.UNAUTHORIZED,         False)
+    PERMISSION_DENIED       = (403, _R.PERMISSION_DENIED, _C.UNAUTHORIZED,         False)
+    FORBIDDEN               = (403, _R.PERMISSION_DENIED, _C.FORBIDDEN,            False)
+    UNKNOWN_CHANNEL         = (404, _R.UNKNOWN_CHANNEL,   _C.UNKNOWN_JOB,          False)
+    UNKNOWN_JOB             = (404, _R.UNKNOWN_CHANNEL,   _C.UNKNOWN_JOB,          False)
+    NOT_FOUND               = (404, _R.UNKNOWN_METHOD,    _C.BAD_REQUEST,          False)
+    METHOD_NOT_ALLOWED      = (405, _R.UNKNOWN_METHOD,    _C.BAD_REQUEST,          False)
+    LIMIT_EXCEEDED          = (422, _R.LIMIT_EXCEEDED,    _C.BAD_REQUEST,          False)
+    CONFLICT                = (409, _R.CONFLICT,          _C.BAD_REQUEST,          False)
+    RATE_LIMITED            = (429, _R.RATE_LIMITED,      _C.TOO_MANY_CONNECTIONS, True)
+    UNAVAILABLE             = (503, _R.UNAVAILABLE,       _C.TRY_AGAIN_LATER,      True)
+    INTERNAL_ERROR          = (500, _R.INTERNAL_ERROR,    _C.INTERNAL_ERROR,       True)
+    # fmt: on
 
     @property
     def code(self) -> str:
-        return self.value.code
-
-    @property
-    def http_status(self) -> int:
-        return self.value.http_status
-
-    @property
-    def rpc_code(self) -> RpcCode:
-        return self.value.rpc_code
-
-    @property
-    def close_code(self) -> CloseCode:
-        return self.value.close_code
+        return self.name.lower()
 
 
 # A client sees only the JSON-RPC code, so retrying is decided per code (a test checks that no
 # two kinds sharing a code disagree).
-RETRYABLE_RPC_CODES = frozenset(kind.rpc_code for kind in ErrorKind if kind.value.retry)
+RETRYABLE_RPC_CODES = frozenset(kind.rpc_code for kind in ErrorKind if kind.retry)
 
 
 class PushgateError(Exception):

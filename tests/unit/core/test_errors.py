@@ -24,6 +24,7 @@ JSON_RPC_ONLY = {
 
 
 def test_every_code_is_one_row() -> None:
+    assert len(ErrorKind.__members__) == len(list(ErrorKind))  # no row is an alias of another
     codes = [kind.code for kind in ErrorKind]
     assert len(codes) == len(set(codes))
     assert all(kind.name.lower() == kind.code for kind in ErrorKind)
@@ -31,7 +32,7 @@ def test_every_code_is_one_row() -> None:
 
 def test_kinds_sharing_a_json_rpc_code_agree_on_retrying() -> None:
     for kind in ErrorKind:
-        assert (kind.rpc_code in RETRYABLE_RPC_CODES) == kind.value.retry, kind
+        assert (kind.rpc_code in RETRYABLE_RPC_CODES) == kind.retry, kind
 
 
 def test_every_close_code_has_a_policy() -> None:
