@@ -13,6 +13,7 @@ Routes (GET):
     /image.png         an image
     /error             500, always
     /flaky?key=K&fail=N  500 for the first N requests with key K, then a page with one link
+    /many-links?count=N  a page with N distinct links (about 27 bytes each)
     anything else      404 (e.g. /missing)
 """
 
@@ -291,6 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, query: dict[str, str]) -> None:
         self._send(500, b"<title>Server error</title>")
 
+    def _many_links(self, query: dict[str, str]) -> None:
+        self._send(200, many_links_page(int(query["count"])))
+
     def _flaky(self, query: dict[str, str]) -> None:
         if self.server.state.count_flaky(query["key"]) <= int(query["fail"]):
             self._error(query)
@@ -308,7 +312,14 @@ _ROUTES: dict[str, Callable[[_Handler, dict[str, str]], None]] = {
     "/image.png": _Handler._image,
     "/error": _Handler._error,
     "/flaky": _Handler._flaky,
+    "/many-links": _Handler._many_links,
 }
+
+
+@functools.cache
+def many_links_page(count: int) -> bytes:
+    anchors = "".join(f'<a href="/l/{n}">x</a>' for n in range(count))
+    return f"<html><head><title>Many links</title></head><body>{anchors}</body></html>".encode()
 
 
 def _drip(stop: threading.Event) -> Iterator[bytes]:

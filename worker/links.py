@@ -1,4 +1,12 @@
-"""Pull the title and the outgoing http(s) links out of an HTML page."""
+"""Pull the title and the outgoing http(s) links out of an HTML page.
+
+The page is decoded as a browser would (bs4's encoding detection), then scanned by libxml2's HTML
+parser through lxml with a target that keeps only what we need: no tree is built, so memory is
+the links themselves, and the scan stops once ``max_links`` distinct hrefs are found. That bounds
+the cost of a page by its size (which the fetch limits) and the cap, whatever its markup: bs4's
+tree of a 5 MiB page with 200,000 links took 25-57 s, the scan takes well under one. Tests check
+it against bs4 on generated pages.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +14,13 @@ import codecs
 import re
 from dataclasses import dataclass
 
-from bs4 import BeautifulSoup, Tag
 from bs4.dammit import EncodingDetector
-from bs4.filter import SoupStrainer
+from lxml import etree
 
 from worker.urls import LinkResolver, join
 
-# Only these tags are built into the tree: half the parse time of a full soup.
-_STRAINER = SoupStrainer(["a", "base", "title"])
+# Text handed to the parser at a time: the scan stops between chunks once the link cap is hit.
+_CHUNK = 64 * 1024
 _ASCII_WHITESPACE = re.compile(r"[\t\n\f\r ]+")
 # Labels that browsers decode as a wider encoding (WHATWG Encoding Standard), keyed by the name
 # Python's codec registry gives them. Pages labelled latin-1 routinely contain windows-1252 bytes.
@@ -28,25 +35,86 @@ _BROWSER_CODECS = {
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*>")
 
 
+DEFAULT_MAX_LINKS = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedPage:
-    """What a page yields: its title and its links, resolved and de-duplicated."""
+    """What a page yields: its title and its links, resolved and de-duplicated.
+
+    ``links_truncated``: the page had more than ``max_links`` distinct hrefs; ``links`` holds
+    the first ones, in document order.
+    """
 
     title: str | None
     links: list[str]
+    links_truncated: bool = False
 
 
-def parse_page(body: bytes, page_url: str, charset: str | None = None) -> ParsedPage:
+def parse_page(
+    body: bytes, page_url: str, charset: str | None = None, *, max_links: int = DEFAULT_MAX_LINKS
+) -> ParsedPage:
     """Title and de-duplicated absolute http(s) links of ``body``, fetched from ``page_url``.
 
     ``charset`` is the one the Content-Type header named, if any.
     """
     text = _XML_DECLARATION.sub("", _decode(body, charset))
-    # Without a "<" there is no tag to find, and bs4 would warn that the text looks like a path.
-    if "<" not in text:
+    if "<" not in text:  # no tag to find
         return ParsedPage(title=None, links=[])
-    soup = BeautifulSoup(text, "lxml", parse_only=_STRAINER)
-    return ParsedPage(title=_title(soup), links=_links(soup, page_url))
+    scan = _Scan(max_links)
+    parser = etree.HTMLParser(target=scan, no_network=True)
+    for start in range(0, len(text), _CHUNK):
+        parser.feed(text[start : start + _CHUNK])
+        if scan.truncated:
+            break
+    parser.close()
+    return ParsedPage(
+        title=scan.title(),
+        links=_resolve(scan.hrefs, _document_base(scan.base, page_url)),
+        links_truncated=scan.truncated,
+    )
+
+
+class _Scan:
+    """An lxml parser target keeping the first title, the first base href and distinct hrefs."""
+
+    def __init__(self, max_links: int) -> None:
+        self.max_links = max_links
+        self.hrefs: dict[str, None] = {}  # an ordered set
+        self.base: str | None = None
+        self.truncated = False
+        self._title: list[str] | None = None
+        self._in_title = False
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        if tag == "a":
+            href = attrib.get("href")
+            if href is None or href in self.hrefs:
+                return
+            if len(self.hrefs) >= self.max_links:
+                self.truncated = True
+            else:
+                self.hrefs[href] = None
+        elif tag == "base" and self.base is None:
+            self.base = attrib.get("href")
+        elif tag == "title" and self._title is None:
+            self._title, self._in_title = [], True
+
+    def end(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+
+    def data(self, text: str) -> None:
+        if self._in_title and self._title is not None:
+            self._title.append(text)
+
+    def close(self) -> None:
+        self._in_title = False
+
+    def title(self) -> str | None:
+        if self._title is None:
+            return None
+        return _ASCII_WHITESPACE.sub(" ", "".join(self._title)).strip(" ") or None
 
 
 def _decode(body: bytes, charset: str | None) -> str:
@@ -77,34 +145,19 @@ def _decode_as(body: bytes, label: str | None) -> str | None:
         return None
 
 
-def _title(soup: BeautifulSoup) -> str | None:
-    tag = soup.find("title")
-    if not isinstance(tag, Tag):
-        return None
-    return _ASCII_WHITESPACE.sub(" ", tag.get_text()).strip(" ") or None
-
-
-def _links(soup: BeautifulSoup, page_url: str) -> list[str]:
-    resolve = LinkResolver(_document_base(soup, page_url)).resolve
+def _resolve(hrefs: dict[str, None], base: str) -> list[str]:
+    resolve = LinkResolver(base).resolve
     links: dict[str, None] = {}  # an ordered set
-    for tag in soup.find_all("a"):
-        href = _href(tag)
-        link = None if href is None else resolve(href)
+    for href in hrefs:
+        link = resolve(href)
         if link is not None:
             links[link] = None
     return list(links)
 
 
-def _document_base(soup: BeautifulSoup, page_url: str) -> str:
+def _document_base(href: str | None, page_url: str) -> str:
     """The first ``<base href>`` resolved against the page, as browsers use it; else the page."""
-    for tag in soup.find_all("base"):
-        href = _href(tag)
-        if href is not None:
-            base = join(page_url, href)
-            return page_url if base is None else base.geturl()
-    return page_url
-
-
-def _href(tag: object) -> str | None:
-    href = tag.get("href") if isinstance(tag, Tag) else None
-    return href if isinstance(href, str) else None
+    if href is None:
+        return page_url
+    base = join(page_url, href)
+    return page_url if base is None else base.geturl()

@@ -8,6 +8,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -60,8 +61,10 @@ async def scrape(ctx: dict[str, Any], request_id: str, url: str) -> str:
     began = time.monotonic()
     try:
         page = await _fetch_with_retries(deps, url)
+        max_links = deps.settings.fetch.max_links
         parsed = await asyncio.get_running_loop().run_in_executor(
-            deps.parser, parse_page, page.body, page.final_url, page.charset
+            deps.parser,
+            partial(parse_page, page.body, page.final_url, page.charset, max_links=max_links),
         )
         outcome = _result_event(request_id, url, page, parsed, began)
     except FetchError as exc:
@@ -94,5 +97,6 @@ def _result_event(
         status_code=page.status_code,
         title=parsed.title,
         links=parsed.links,
+        links_truncated=parsed.links_truncated,
         elapsed_ms=round((time.monotonic() - began) * 1000),
     )

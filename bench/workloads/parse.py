@@ -40,14 +40,14 @@ def _bs4(parser: str) -> Callable[[bytes], int]:
 
 
 def _lxml_html(body: bytes) -> int:
-    import lxml.html  # type: ignore[import-untyped]
+    import lxml.html
 
     tree = lxml.html.fromstring(body)
     return len({urljoin(PAGE_URL, str(h)) for h in tree.xpath("//a/@href")})
 
 
 IMPLEMENTATIONS: dict[str, tuple[str, Callable[[bytes], int]]] = {
-    PUSHGATE: ("pushgate worker.links (bs4 + lxml, strained)", _pushgate),
+    PUSHGATE: ("pushgate worker.links (lxml target scan)", _pushgate),
     "bs4-html.parser": ("bs4 html.parser + find_all (reference)", _bs4("html.parser")),
     "bs4-lxml": ("bs4 lxml + find_all (reference)", _bs4("lxml")),
     "lxml.html": ("lxml.html xpath, no bs4 (reference)", _lxml_html),

@@ -51,7 +51,8 @@ function result(data) {
     return el('li', {}, el('a', safe, link));
   });
   const title = data.title ? `“${data.title}”` : 'untitled';
-  const summary = `${data.status_code} · ${title} · ${data.links.length} links · ${data.elapsed_ms} ms`;
+  const count = `${data.links.length}${data.links_truncated ? '+ (truncated)' : ''} links`;
+  const summary = `${data.status_code} · ${title} · ${count} · ${data.elapsed_ms} ms`;
   const parts = [el('p', { class: 'summary' }, summary)];
   if (data.final_url !== data.url) parts.push(el('p', { class: 'meta' }, `final URL ${data.final_url}`));
   return [...parts, el('ol', { class: 'links' }, ...links)];

@@ -64,6 +64,7 @@ class ResultEvent(TypedDict):
     status_code: int
     title: str | None
     links: list[str]
+    links_truncated: bool
     elapsed_ms: int
 
 
@@ -104,6 +105,7 @@ def result(
     status_code: int,
     title: str | None,
     links: list[str],
+    links_truncated: bool,
     elapsed_ms: int,
 ) -> ResultEvent:
     return {
@@ -114,6 +116,7 @@ def result(
         "status_code": status_code,
         "title": title,
         "links": links,
+        "links_truncated": links_truncated,
         "elapsed_ms": elapsed_ms,
     }
 

@@ -120,6 +120,8 @@ class FetchSettings:
     retries: int = _env("FETCH_RETRIES", 2)
     retry_backoff: float = _env("FETCH_RETRY_BACKOFF", 0.5)
     user_agent: str = _env("USER_AGENT", "pushgate/0.1 (+link extractor)")
+    # Distinct links kept per page; past it the result says links_truncated (and parsing stops).
+    max_links: int = _env("MAX_LINKS", 10_000, positive=True)
     # Lifts the SSRF guard so workers may fetch loopback and private hosts (local dev, tests).
     allow_private_addresses: bool = _env("ALLOW_PRIVATE_ADDRESSES", False)
 

@@ -58,6 +58,7 @@ async def test_result_has_exactly_the_expected_links(
     assert result["links"] == expected_links(origin, page)
     assert isinstance(result["title"], str) and result["title"]
     assert isinstance(result["elapsed_ms"], int) and result["elapsed_ms"] >= 0
+    assert result["links_truncated"] is False
     state = job_state(stack, request_id)
     assert state["status"] == "done"
     assert state["result"]["links"] == result["links"]
@@ -155,3 +156,20 @@ async def test_loopback_is_refused_when_private_addresses_are_not_allowed(
     transcript = await watch(guarded_stack, request_id)
     assert_one_run(transcript, "failed")
     assert transcript.event("failed")["error"]["code"] == "blocked_address"
+
+
+async def test_heavy_pages_at_once_all_end_with_a_capped_result(
+    stack: Stack, origin: Origin
+) -> None:
+    """12 pages of ~4.8 MB and 180,000 links each, submitted together: one heavy page cannot
+    starve the others, and each ends with its first 10,000 links and ``links_truncated``."""
+    url = origin.url("/many-links?count=180000")
+    request_ids = [submit(stack, f"{url}&n={n}") for n in range(12)]
+    transcripts = await asyncio.gather(*(watch(stack, rid) for rid in request_ids))
+    for transcript in transcripts:
+        assert_one_run(transcript, "result")
+        result = transcript.event("result")
+        assert len(result["links"]) == 10_000
+        assert result["links_truncated"] is True
+    elapsed = sorted(t.event("result")["elapsed_ms"] for t in transcripts)
+    print(f"heavy pages: elapsed_ms min {elapsed[0]}, max {elapsed[-1]}")

@@ -10,7 +10,14 @@ from pushgate.core.events import FailureCode, JobRecord, JobStatus
 
 def test_every_event_is_plain_json() -> None:
     result = events.result(
-        "r", "http://a/", final_url="http://a/", status_code=200, title=None, links=[], elapsed_ms=1
+        "r",
+        "http://a/",
+        final_url="http://a/",
+        status_code=200,
+        title=None,
+        links=[],
+        links_truncated=False,
+        elapsed_ms=1,
     )
     failed = events.failed("r", FailureCode.TIMEOUT, "slow")
     for event in (events.queued("r", "http://a/"), events.started("r", "http://a/", 1)):

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from bs4 import BeautifulSoup, Tag
+from bs4.filter import SoupStrainer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.origin import BASE_EXPECTED, BASE_PAGE, LINKS_EXPECTED, LINKS_PAGE
-from worker.links import parse_page
+from tests.origin import BASE_EXPECTED, BASE_PAGE, LINKS_EXPECTED, LINKS_PAGE, many_links_page
+from worker.links import DEFAULT_MAX_LINKS, parse_page
+from worker.urls import LinkResolver, join
 
 ORIGIN = "http://127.0.0.1:8000"
 PAGE = "http://example.com/dir/page.html"
@@ -151,3 +156,71 @@ def test_xhtml_with_xml_declaration_parses_without_warnings() -> None:
     )
     parsed = parse_page(body, PAGE, None)
     assert (parsed.title, parsed.links) == ("X", ["http://example.com/dir/x.html"])
+
+
+def test_links_past_the_cap_are_cut_and_said_so() -> None:
+    page = parse_page(anchors(*(f"/{n}" for n in range(50))).encode(), PAGE, max_links=10)
+    assert page.links == [f"http://example.com/{n}" for n in range(10)]
+    assert page.links_truncated is True
+    exact = parse_page(
+        anchors(*(f"/{n}" for n in range(10)), "/0", "/1").encode(), PAGE, max_links=10
+    )
+    assert len(exact.links) == 10
+    assert exact.links_truncated is False  # repeats of a kept href do not count
+
+
+def test_a_page_of_200k_links_is_cut_at_the_cap() -> None:
+    page = parse_page(many_links_page(200_000), PAGE)
+    assert page.title == "Many links"
+    assert len(page.links) == DEFAULT_MAX_LINKS
+    assert page.links[-1] == f"http://example.com/l/{DEFAULT_MAX_LINKS - 1}"
+    assert page.links_truncated is True
+
+
+# The scan must agree with bs4's tree (the extractor it replaced) on whatever markup comes.
+_TAGS = st.sampled_from(["a", "base", "title", "div", "p", "span", "table", "td", "script", "b"])
+_HREFS = st.sampled_from(["x", "/y", "../z", "#f", "http://o.example/q", " s ", "mailto:m", ""])
+_TEXT = st.sampled_from(["", "t", " a  b ", "&amp;", "<", "\n"])
+
+
+@st.composite
+def _markup(draw: st.DrawFn, depth: int = 0) -> str:
+    parts = []
+    for _ in range(draw(st.integers(0, 4))):
+        tag = draw(_TAGS)
+        href = f' href="{draw(_HREFS)}"' if draw(st.booleans()) else ""
+        inner = draw(_markup(depth + 1)) if depth < 3 else ""
+        closed = draw(st.booleans())
+        parts.append(f"<{tag}{href}>{draw(_TEXT)}{inner}" + (f"</{tag}>" if closed else ""))
+    return "".join(parts)
+
+
+def _with_bs4(html: str, page_url: str) -> tuple[str | None, list[str]]:
+    soup = BeautifulSoup(html, "lxml", parse_only=SoupStrainer(["a", "base", "title"]))
+    title_tag = soup.find("title")
+    title = None
+    if isinstance(title_tag, Tag):
+        title = " ".join(title_tag.get_text().split()) or None
+    base = page_url
+    for tag in soup.find_all("base"):
+        href = tag.get("href") if isinstance(tag, Tag) else None
+        if isinstance(href, str):
+            joined = join(page_url, href)
+            base = page_url if joined is None else joined.geturl()
+            break
+    resolve = LinkResolver(base).resolve
+    found: dict[str, None] = {}
+    for tag in soup.find_all("a"):
+        href = tag.get("href") if isinstance(tag, Tag) else None
+        link = resolve(href) if isinstance(href, str) else None
+        if link is not None:
+            found[link] = None
+    return title, list(found)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_markup())
+def test_the_scan_agrees_with_bs4(body: str) -> None:
+    html = f"<html><head></head><body>{body}</body></html>"
+    page = parse_page(html.encode(), PAGE)
+    assert (page.title, page.links) == _with_bs4(html, PAGE)
