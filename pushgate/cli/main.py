@@ -7,6 +7,7 @@ import os
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from pushgate.cli import ops
 from pushgate.cli import verbs as cli_verbs
 from pushgate.cli.dev import DevOptions, run_dev
 from pushgate.cli.verbs import DEFAULT_GATEWAY, Target, UsageError, parse_json, parse_since
@@ -43,7 +44,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("channel", help="<namespace>:<name>")
     publish.add_argument("data", metavar="JSON", help="the publication, any JSON value")
+    _operator_verbs(commands)
     return parser
+
+
+def _operator_verbs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = commands.add_parser(
+        "token", help="print a connection token signed with PUSHGATE_JWT_SECRET"
+    )
+    token.add_argument("--sub", required=True, help="the user the token is for")
+    token.add_argument(
+        "--channels", nargs="*", default=[], help="private channels or <namespace>:* patterns"
+    )
+    token.add_argument(
+        "--ttl", type=int, default=3600, help="seconds until it expires (default 3600; 0: never)"
+    )
+    commands.add_parser(
+        "check-config", help="list every problem of the PUSHGATE_* environment; exit 1 if any"
+    )
+    commands.add_parser("version", help="print the versions of pushgate and what it runs on")
 
 
 def _client_options() -> argparse.ArgumentParser:
@@ -74,6 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "dev":
         return run_dev(DevOptions(host=args.host, port=args.port), os.environ)
+    if args.command == "token":
+        if args.ttl < 0:
+            parser.error("--ttl must not be negative")
+        return ops.token(os.environ, args.sub, tuple(args.channels), args.ttl)
+    if args.command == "check-config":
+        return ops.check_config(os.environ)
+    if args.command == "version":
+        return ops.version()
     try:
         verb = _verb(args)
     except UsageError as exc:

@@ -109,3 +109,16 @@ class Authenticator:
         if not isinstance(channel, str):
             raise AuthError("invalid subscribe token: channel claim is not a string")
         return channel
+
+
+def connection_token(
+    secret: str, user: str, *, channels: tuple[str, ...] = (), ttl: int = 0, now: float
+) -> str:
+    """An HS256 connection token for ``user``, as an app's backend mints them; ``ttl`` 0: no
+    expiry. ``channels`` are the names or ``<namespace>:*`` patterns of private channels."""
+    claims: dict[str, Any] = {"sub": user, "iat": int(now)}
+    if ttl:
+        claims["exp"] = int(now) + ttl
+    if channels:
+        claims["channels"] = list(channels)
+    return jwt.encode(claims, secret, algorithm="HS256")

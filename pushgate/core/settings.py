@@ -161,28 +161,52 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Build settings from ``environ``; unset variables keep their defaults."""
-        settings: Settings = read_settings(cls, environ)
+        """Build settings from ``environ``; unset variables keep their defaults.
+
+        Raises SettingsError naming every variable that holds a value it cannot take.
+        """
+        problems: list[str] = []
+        settings: Settings = read_settings(cls, environ, problems)
+        if problems:
+            raise SettingsError("\n".join(problems))
         return settings
 
 
-def read_settings(kind: type[Any], environ: Mapping[str, str]) -> Any:
-    """An instance of the settings class ``kind``, its groups and fields read from ``environ``."""
+def read_settings(kind: type[Any], environ: Mapping[str, str], problems: list[str]) -> Any:
+    """An instance of the settings class ``kind``, its groups and fields read from ``environ``.
+
+    A value a field cannot take is described in ``problems`` and the field keeps its default.
+    """
     values: dict[str, Any] = {}
     hints = typing.get_type_hints(kind)
     for item in dataclasses.fields(kind):
         hint = hints[item.name]
         if hint in SETTINGS_GROUPS:
-            values[item.name] = read_settings(hint, environ)
+            values[item.name] = read_settings(hint, environ, problems)
             continue
         name = ENV_PREFIX + item.metadata["env"]
         parse = _parser_for(hint, name)  # before the lookup: an unknown type fails every start
         raw = environ.get(name)
-        if raw is not None:
-            values[item.name] = _checked(item, name, parse(raw.strip()))
-        else:
-            values[item.name] = _checked(item, name, item.default)
+        try:
+            values[item.name] = _checked(
+                item, name, item.default if raw is None else parse(raw.strip())
+            )
+        except SettingsError as exc:
+            problems.append(str(exc))
     return kind(**values)
+
+
+def variable_names(kind: type[Any] = Settings) -> set[str]:
+    """Every environment variable the settings class ``kind`` reads."""
+    names: set[str] = set()
+    hints = typing.get_type_hints(kind)
+    for item in dataclasses.fields(kind):
+        hint = hints[item.name]
+        if hint in SETTINGS_GROUPS:
+            names |= variable_names(hint)
+        else:
+            names.add(ENV_PREFIX + item.metadata["env"])
+    return names
 
 
 def _checked(item: dataclasses.Field[Any], name: str, value: Any) -> Any:

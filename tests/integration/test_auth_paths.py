@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ import websockets
 from tests.conftest import ALLOWED_ORIGIN, API_KEY, JWT_SECRET
 from tests.origin import Origin
 from tests.rpc import RawRpc, rpc
-from tests.stack import Gateway, Stack
+from tests.stack import BIN, Gateway, Stack
 from tests.wsclient import read_all
 
 
@@ -225,3 +227,18 @@ async def test_history_shows_the_idempotent_publish_once(
         await connected(client, "dave")
         history = await client.result("history", {"channel": channel})
         assert [p["data"] for p in history["publications"]] == ["x"]
+
+
+async def test_a_token_from_pushgate_token_opens_a_connection(gateway: Gateway) -> None:
+    minted = subprocess.run(
+        [str(BIN / "pushgate"), "token", "--sub", "cli-user", "--ttl", "60"],
+        env={**os.environ, "PUSHGATE_JWT_SECRET": JWT_SECRET},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    async with rpc(gateway.ws_url) as client:
+        result = await client.result("connect", {"token": minted})
+    assert result["user"] == "cli-user"
+    assert result["expires_at"] is not None

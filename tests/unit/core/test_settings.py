@@ -10,6 +10,7 @@ from pushgate.core.settings import (
     Settings,
     SettingsError,
     read_settings,
+    variable_names,
 )
 
 
@@ -90,4 +91,21 @@ def test_a_setting_of_an_unreadable_type_fails_at_start() -> None:
         when: complex = field(default=0j, metadata={"env": "WHEN", "positive": False})
 
     with pytest.raises(SettingsError, match="PUSHGATE_WHEN"):
-        read_settings(Odd, {})
+        read_settings(Odd, {}, [])
+
+
+def test_every_bad_value_is_named_at_once() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PUSHGATE_HISTORY_SIZE": "0", "PUSHGATE_FETCH_TIMEOUT": "soon"})
+    assert str(caught.value).splitlines() == [
+        "PUSHGATE_HISTORY_SIZE must be at least 1",
+        "PUSHGATE_FETCH_TIMEOUT='soon' is not a valid float",
+    ]
+
+
+def test_variable_names_cover_every_field() -> None:
+    fields_read = [
+        f for g in (Settings, *SETTINGS_GROUPS) for f in fields(g) if "env" in f.metadata
+    ]
+    assert len(variable_names()) == len(fields_read)
+    assert {"PUSHGATE_REDIS_URL", "PUSHGATE_JWT_SECRET", "PUSHGATE_MAX_LINKS"} <= variable_names()

@@ -1,0 +1,95 @@
+"""The operator's verbs: ``token`` mints a connection token, ``check-config`` lists every problem
+of the environment at once, ``version`` says what runs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
+from redis.asyncio.connection import parse_url
+
+from pushgate.core.auth import connection_token
+from pushgate.core.channels import Namespaces
+from pushgate.core.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    read_settings,
+    variable_names,
+)
+
+# Read by the client verbs, not by gateways or workers.
+CLIENT_VARIABLES = frozenset({"PUSHGATE_GATEWAY_URL", "PUSHGATE_TOKEN"})
+MIN_SECRET_BYTES = 32  # HS256 keys shorter than the hash are guessable (RFC 7518, 3.2)
+_COMPONENTS = ("uvicorn", "starlette", "redis", "arq", "httpx", "websockets")
+
+
+def token(environ: Mapping[str, str], user: str, channels: tuple[str, ...], ttl: int) -> int:
+    """Print a connection token signed with ``PUSHGATE_JWT_SECRET``."""
+    problems: list[str] = []
+    settings: Settings = read_settings(Settings, environ, problems)
+    if problems or not settings.auth.jwt_secret:
+        for problem in problems or ["PUSHGATE_JWT_SECRET is not set: tokens are signed with it"]:
+            print(f"pushgate token: {problem}", file=sys.stderr)
+        return 2
+    secret = settings.auth.jwt_secret
+    print(connection_token(secret, user, channels=channels, ttl=ttl, now=time.time()))
+    return 0
+
+
+def check_config(environ: Mapping[str, str]) -> int:
+    """Print every problem of the configuration in ``environ``; exit 1 if there is any."""
+    problems = config_problems(environ)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    print("configuration OK")
+    return 0
+
+
+def config_problems(environ: Mapping[str, str]) -> list[str]:
+    """Every reason a gateway or worker started with ``environ`` would refuse or misbehave."""
+    problems: list[str] = []
+    settings: Settings = read_settings(Settings, environ, problems)
+    known = variable_names() | CLIENT_VARIABLES
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            problems.append(f"{name} is not a pushgate setting (a typo?)")
+    if 0 < len(settings.auth.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        problems.append(f"PUSHGATE_JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes (RFC 7518)")
+    checks = (
+        settings.auth.validate_gateway,
+        lambda: Namespaces.from_settings(settings.history),
+        lambda: _check_redis_url(settings.redis_url),
+    )
+    for check in checks:
+        try:
+            check()
+        except SettingsError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _check_redis_url(url: str) -> None:
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"PUSHGATE_REDIS_URL={url!r}: {exc}") from None
+
+
+def version() -> int:
+    print(f"pushgate {_version('pushgate')} (python {sys.version.split()[0]})")
+    for name in _COMPONENTS:
+        print(f"  {name} {_version(name)}")
+    return 0
+
+
+def _version(package: str) -> str:
+    try:
+        return package_version(package)
+    except PackageNotFoundError:
+        return "(not installed)"
