@@ -23,6 +23,7 @@ from gateway.services import ConnectionGate, Services
 from pushgate.broker import jobqueue
 from pushgate.broker.pubsub import PubSubConnection
 from pushgate.broker.store import Backend, job_history
+from pushgate.core import logs
 from pushgate.core.auth import Authenticator
 from pushgate.core.channels import Namespaces
 from pushgate.core.settings import Settings
@@ -31,6 +32,7 @@ from pushgate.core.settings import Settings
 def create_app(settings: Settings | None = None) -> ASGIApp:
     resolved = settings if settings is not None else Settings.from_env(os.environ)
     resolved.auth.validate_gateway()
+    logs.configure(resolved.log_format, resolved.log_level, resolved.secrets)
     namespaces = Namespaces.from_settings(resolved.history)  # fails fast on a bad namespace config
 
     @asynccontextmanager

@@ -9,6 +9,7 @@ from arq.worker import func
 
 from pushgate.broker import jobqueue
 from pushgate.broker.keys import QUEUE_NAME
+from pushgate.core import logs
 from pushgate.core.settings import Settings
 from worker.tasks import scrape, shutdown, startup
 
@@ -19,6 +20,7 @@ MAX_TRIES = 3
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """The mapping arq's ``Worker`` takes; arq accepts a dict wherever it takes a settings class."""
+    logs.configure(settings.log_format, settings.log_level, settings.secrets)
     return {
         "functions": [func(scrape, name=jobqueue.SCRAPE_TASK)],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),

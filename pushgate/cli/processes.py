@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from typing import IO
 
 _PR_SET_PDEATHSIG = 1
 
@@ -26,16 +27,22 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def spawn(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, quiet: bool = False
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    quiet: bool = False,
+    log: IO[bytes] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session (a terminal's Ctrl-C reaches only us, and we stop
-    children in order), tied to our lifetime where the OS allows it."""
+    children in order), tied to our lifetime where the OS allows it. Its output goes to ``log``
+    when given, nowhere when ``quiet``, else to ours."""
+    output = log if log is not None else subprocess.DEVNULL if quiet else None
     return subprocess.Popen(
         list(argv),
         env=dict(env) if env is not None else None,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL if quiet else None,
-        stderr=subprocess.DEVNULL if quiet else None,
+        stdout=output,
+        stderr=output,
         start_new_session=True,
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )

@@ -12,6 +12,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "PUSHGATE_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -22,9 +23,10 @@ class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
 
 
-def _env(name: str, default: Any, *, positive: bool = False) -> Any:
-    """A field read from ``PUSHGATE_<name>``; ``positive``: it must be at least 1."""
-    return field(default=default, metadata={"env": name, "positive": positive})
+def _env(name: str, default: Any, *, positive: bool = False, choices: tuple[str, ...] = ()) -> Any:
+    """A field read from ``PUSHGATE_<name>``; ``positive``: it must be at least 1; ``choices``:
+    the only values it may take."""
+    return field(default=default, metadata={"env": name, "positive": positive, "choices": choices})
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +155,19 @@ class Settings:
     redis_url: str = _env("REDIS_URL", "redis://localhost:6379/0")
     # Redis pub/sub liveness: the gateway pings its pub/sub connection when idle this long.
     pubsub_ping_interval: float = _env("PUBSUB_PING_INTERVAL", 5.0)
+    log_format: str = _env("LOG_FORMAT", "text", choices=("text", "json"))
+    log_level: str = _env("LOG_LEVEL", "info", choices=("debug", "info", "warning", "error"))
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     pool: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values no log line may show: keys, secrets, and the Redis password."""
+        password = urlsplit(self.redis_url).password or ""
+        return (self.auth.jwt_secret, self.auth.token_secret, *self.auth.api_keys, password)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -210,6 +220,11 @@ def variable_names(kind: type[Any] = Settings) -> set[str]:
 
 
 def _checked(item: dataclasses.Field[Any], name: str, value: Any) -> Any:
+    choices = item.metadata.get("choices")
+    if choices:
+        value = str(value).lower()
+        if value not in choices:
+            raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise SettingsError(f"{name} must not be negative")
