@@ -109,3 +109,9 @@ async def test_a_rewritten_jwks_file_applies_without_a_restart(
         code, _ = await socket.closed()
         assert code == 4401
     rotating.stop_gateway(gateway)
+
+
+def test_a_gateway_without_its_jwks_file_does_not_start(rotating: Stack, tmp_path: Path) -> None:
+    env = {"PUSHGATE_JWKS_FILE": str(tmp_path / "absent.json"), "PUSHGATE_TOKEN_SECRET": OLD}
+    with pytest.raises(RuntimeError, match="exited"):
+        rotating.start_gateway(env)

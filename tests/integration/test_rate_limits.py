@@ -130,6 +130,26 @@ async def job_socket_close(gateway: Gateway, source: str) -> tuple[int | None, s
         return socket.close_code, socket.close_reason or ""
 
 
+def test_addresses_forwarded_by_a_trusted_proxy_are_counted(rated: Stack) -> None:
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 (its default) and from nobody else."""
+    first, second = rated.gateways
+
+    def opens(gateway: Gateway, source: str, forwarded: str) -> int:
+        with client(gateway, source) as http:  # an invalid channel: counted, then refused
+            response = http.get(
+                "/sse", params={"channel": "nope"}, headers={"X-Forwarded-For": forwarded}
+            )
+        return response.status_code
+
+    proxied = [opens(g, "127.0.0.1", "198.51.100.7") for g in (first, second) * (BURST // 2)]
+    assert proxied == [422] * BURST
+    assert opens(first, "127.0.0.1", "198.51.100.7") == 429
+    assert opens(second, "127.0.0.1", "198.51.100.8") == 422  # another client behind the proxy
+    direct = [opens(g, "127.0.0.51", "198.51.100.9") for g in (first, second) * (BURST // 2)]
+    assert direct == [422] * BURST
+    assert opens(first, "127.0.0.51", "198.51.100.10") == 429  # its header chooses nothing
+
+
 def publish(gateway: Gateway, key: str) -> httpx.Response:
     with client(gateway) as http:
         return http.post(

@@ -91,6 +91,9 @@ def test_the_jwks_file_is_reread_when_it_changes_at_most_once_a_second(
         now[0] += JWKS_CHECK_SECONDS
         keys.current()
     assert len(caplog.records) == 1  # said once, not every second
+    path.unlink()  # gone: the same
+    now[0] += JWKS_CHECK_SECONDS
+    assert [key.kid for key in keys.current()] == ["a", "b"]
     write_jwks(path, jwk(EC_B, "b"))
     now[0] += JWKS_CHECK_SECONDS
     assert [key.kid for key in keys.current()] == ["b"]
