@@ -44,6 +44,10 @@ def pushgate_env(redis_url: str) -> dict[str, str]:
         "PUSHGATE_MAX_CONNECTIONS": "1000000",
         "PUSHGATE_CLIENT_RATE": "1000000",
         "PUSHGATE_CLIENT_BURST": "1000000",
+        # The connect storm and the job phases come from 127.0.0.1 only: no shared budgets.
+        "PUSHGATE_RATE_SUBMIT": "0",
+        "PUSHGATE_RATE_PUBLISH": "0",
+        "PUSHGATE_RATE_CONNECT": "0",
     }
 
 

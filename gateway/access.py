@@ -22,9 +22,14 @@ def identify(auth: Authenticator, headers: Headers) -> Identity:
     return auth.identify(bearer_token(headers))
 
 
-def api_key_valid(headers: Headers, keys: tuple[str, ...]) -> bool:
+def offered_api_key(headers: Headers) -> str | None:
+    """``X-API-Key: <key>``, or ``Authorization: apikey <key>``."""
     scheme, _, value = headers.get("authorization", "").partition(" ")
-    offered = headers.get("x-api-key") or (value.strip() if scheme.lower() == "apikey" else "")
+    return headers.get("x-api-key") or (value.strip() if scheme.lower() == "apikey" else None)
+
+
+def api_key_valid(headers: Headers, keys: tuple[str, ...]) -> bool:
+    offered = offered_api_key(headers)
     if not offered:
         return False
     # Check every key, so the time taken says nothing about which one nearly matched.

@@ -22,6 +22,7 @@ from gateway.errors import EXCEPTION_HANDLERS
 from gateway.services import ConnectionGate, Services
 from pushgate.broker import jobqueue
 from pushgate.broker.pubsub import PubSubConnection
+from pushgate.broker.ratelimit import RateLimiter
 from pushgate.broker.store import Backend, job_history
 from pushgate.core import logs
 from pushgate.core.auth import Authenticator
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                     auth=Authenticator(resolved.auth),
                     namespaces=namespaces,
                     connections=ConnectionGate(resolved.limits.max_connections),
+                    rates=RateLimiter(redis, resolved.rates),
                 )
             }
         finally:

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pushgate.core.errors import ErrorKind, PushgateError
+from pushgate.core.errors import ErrorKind, PushgateError, RateLimitedError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,10 @@ _STARLETTE_KINDS = {
 
 def error_response(error: PushgateError) -> JSONResponse:
     body = {"error": {"code": error.code, "message": error.message}}
-    return JSONResponse(body, status_code=error.kind.http_status)
+    headers = (
+        {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimitedError) else None
+    )
+    return JSONResponse(body, status_code=error.kind.http_status, headers=headers)
 
 
 async def pushgate_error(_request: Request, exc: Exception) -> Response:

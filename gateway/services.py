@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 from starlette.requests import HTTPConnection
 
 from gateway.delivery.hub import Hub
+from pushgate.broker.ratelimit import RateLimiter
 from pushgate.broker.store import Backend
 from pushgate.core.auth import Authenticator
 from pushgate.core.channels import Namespaces
@@ -43,6 +44,7 @@ class Services:
     auth: Authenticator
     namespaces: Namespaces
     connections: ConnectionGate
+    rates: RateLimiter
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -41,6 +41,12 @@ OPEN_ENV = {
     ),
     "PUSHGATE_FETCH_TIMEOUT": "2",
     "PUSHGATE_FETCH_RETRY_BACKOFF": "0.05",
+    # Every test client is 127.0.0.1 and these stacks serve the whole session: one address's
+    # budgets would throttle unrelated tests. The auth stack keeps the defaults;
+    # test_rate_limits sets small ones.
+    "PUSHGATE_RATE_SUBMIT": "0",
+    "PUSHGATE_RATE_PUBLISH": "0",
+    "PUSHGATE_RATE_CONNECT": "0",
 }
 
 

@@ -77,9 +77,12 @@ class RawRpc:
 
 
 @asynccontextmanager
-async def rpc(ws_url: str, *, receive_buffer: int | None = None) -> AsyncIterator[RawRpc]:
+async def rpc(
+    ws_url: str, *, receive_buffer: int | None = None, source: str | None = None
+) -> AsyncIterator[RawRpc]:
     """``receive_buffer`` pins the client's TCP receive buffer (and stops the kernel growing it),
-    so a client that stops reading pushes back on the server after kilobytes, not megabytes."""
+    so a client that stops reading pushes back on the server after kilobytes, not megabytes.
+    ``source``: the loopback address to connect from (127.0.0.x), for per-address limits."""
     sock = None
     if receive_buffer is not None:
         host, port = urlsplit(ws_url).hostname, urlsplit(ws_url).port
@@ -87,5 +90,8 @@ async def rpc(ws_url: str, *, receive_buffer: int | None = None) -> AsyncIterato
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         sock.connect((host, port))
     max_queue = 1 if receive_buffer is not None else 16
-    async with websockets.connect(f"{ws_url}/ws", sock=sock, max_queue=max_queue) as client:
+    local: dict[str, Any] = {"local_addr": (source, 0)} if source is not None else {}
+    async with websockets.connect(
+        f"{ws_url}/ws", sock=sock, max_queue=max_queue, **local
+    ) as client:
         yield RawRpc(client)

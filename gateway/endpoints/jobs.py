@@ -9,6 +9,7 @@ from starlette.routing import Route
 from gateway.access import identify
 from gateway.channel_access import authorize_request
 from gateway.endpoints.body import read_json_object
+from gateway.rate_limits import limit_submission
 from gateway.services import services
 from gateway.submission import job_reply, submit_job
 from pushgate.core.channels import JOB_NAMESPACE, Channel
@@ -19,6 +20,7 @@ from pushgate.core.wire import new_request_id, validate_request_id, validate_url
 async def post_job(request: Request) -> JSONResponse:
     svc = services(request)
     identity = identify(svc.auth, request.headers)
+    await limit_submission(svc, identity, request.scope)
     body = await read_json_object(request, svc.settings.limits.max_body_bytes)
     url = validate_url(body.get("url"))
     raw_id = body.get("request_id")
@@ -31,6 +33,7 @@ async def put_url(request: Request) -> JSONResponse:
     """The original prototype's submit call, kept for its clients."""
     svc = services(request)
     identity = identify(svc.auth, request.headers)
+    await limit_submission(svc, identity, request.scope)
     request_id = validate_request_id(request.path_params["request_id"])
     body = await read_json_object(request, svc.settings.limits.max_body_bytes)
     url = validate_url(body.get("url"))

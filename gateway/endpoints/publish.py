@@ -6,9 +6,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.access import api_key_valid
+from gateway.access import api_key_valid, offered_api_key
 from gateway.channel_access import namespace_of
 from gateway.endpoints.body import read_json_object
+from gateway.rate_limits import limit_publish
 from gateway.services import services
 from pushgate.broker.store import HistoryPolicy
 from pushgate.core.channels import JOB_NAMESPACE, parse_channel
@@ -23,6 +24,7 @@ async def publish(request: Request) -> JSONResponse:
     # Without keys the API is open only where auth is off altogether (pushgate dev).
     if (keys or svc.auth.enabled) and not api_key_valid(request.headers, keys):
         raise PushgateError(ErrorKind.UNAUTHORIZED, "a valid X-API-Key is required")
+    await limit_publish(svc, offered_api_key(request.headers), request.scope)
     channel = parse_channel(request.path_params["channel"])
     namespace = namespace_of(svc, channel)
     if namespace.name == JOB_NAMESPACE:

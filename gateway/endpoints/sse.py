@@ -18,6 +18,7 @@ from gateway.access import origin_allowed
 from gateway.channel_access import authorize_request
 from gateway.delivery.feed import Feed
 from gateway.delivery.subscribe import subscribe_feed
+from gateway.rate_limits import limit_connection
 from gateway.services import Services, services
 from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
 from pushgate.core.errors import ErrorKind, PushgateError
@@ -30,6 +31,7 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 async def sse(request: Request) -> StreamingResponse:
     svc = services(request)
+    await limit_connection(svc, request.scope)
     if not origin_allowed(request.scope, svc.settings.auth.allowed_origins):
         raise PushgateError(ErrorKind.FORBIDDEN, "origin not allowed")
     channel = parse_channel(request.query_params.get("channel"))

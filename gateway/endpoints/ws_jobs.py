@@ -15,6 +15,7 @@ from gateway.access import origin_allowed
 from gateway.channel_access import authorize_read
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.subscribe import subscribe_feed
+from gateway.rate_limits import admit_socket
 from gateway.services import Services, services
 from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel
 from pushgate.core.errors import CloseCode, PushgateError
@@ -29,6 +30,8 @@ MAX_INBOUND_BYTES = 4096
 async def job_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     svc = services(websocket)
+    if not await admit_socket(websocket, svc):
+        return
     if not origin_allowed(websocket.scope, svc.settings.auth.allowed_origins):
         await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
         return

@@ -25,6 +25,7 @@ from gateway.delivery.direct import DirectSink
 from gateway.delivery.feed import Feed
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.subscribe import subscribe_feed
+from gateway.rate_limits import admit_socket, limit_submission
 from gateway.services import Services, services
 from gateway.submission import job_reply, submit_job
 from pushgate.broker.store import HistoryPolicy
@@ -62,6 +63,8 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
     websocket = WebSocket(scope, receive, send)
     svc = services(websocket)
     await websocket.accept()
+    if not await admit_socket(websocket, svc):
+        return
     allowed = origin_allowed(scope, svc.settings.auth.allowed_origins)
     # The handshake's headers are of no use past this point: an idle socket should not hold them.
     scope["headers"] = []
@@ -281,6 +284,7 @@ class RpcConnection:
         return {"offset": offset, "epoch": epoch}
 
     async def _submit(self, params: SubmitParams) -> Outcome:
+        await limit_submission(self._svc, self._identity, self._ws.scope)
         request_id = params.request_id or new_request_id()
         channel = Channel(JOB_NAMESPACE, request_id)
         feed = None

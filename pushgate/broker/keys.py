@@ -14,6 +14,10 @@ Per channel ``C`` the hash tag ``{C}`` keeps all of a channel's keys in one clus
 
 Outside channels: ``pushgate:control`` keeps a gateway's pub/sub connection subscribed when no
 client channel is, and ``pushgate:queue`` is the arq queue.
+
+Rate limits: ``pushgate:{rate:<budget>:<who>}`` is a hash (``tokens``, ``ts``) holding one token
+bucket, e.g. ``pushgate:{rate:submit:ip:10.0.0.7}``; ``<who>`` is an address or a sha256 digest
+(``user:<hex>``, ``key:<hex>``), never a token or an API key. It expires once it would be full.
 """
 
 from __future__ import annotations
@@ -47,3 +51,7 @@ def idempotency_key(channel: str, key: str) -> str:
 
 def job_key(request_id: str) -> str:
     return f"{redis_channel(job_channel(request_id))}:job"
+
+
+def rate_bucket_key(budget: str, who: str) -> str:
+    return f"{PREFIX}{{rate:{budget}:{who}}}"

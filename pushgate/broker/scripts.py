@@ -1,4 +1,5 @@
-"""The Lua scripts behind every channel write: each runs as one atomic step in Redis.
+"""The Lua scripts behind every channel write and every rate-limit check: each runs as one
+atomic step in Redis.
 
 The shared ``publish`` function appends to a channel's capped Stream, keeps its meta hash (epoch,
 trimmed mark) and PUBLISHes ``"<offset> <epoch> <json>"``, so a live message always carries its
@@ -104,4 +105,31 @@ if #newest == 0 then
   return {'', ''}
 end
 return {redis.call('HGET', KEYS[2], 'epoch') or '', newest[1][1]}
+"""
+
+
+# KEYS: bucket  ARGV: rate (tokens per second), burst, cost  ->  {allowed (0/1), retry_after_ms}
+# Refills by the time elapsed on Redis's own clock, so gateways with skewed clocks share one
+# budget. A bucket expires when it would be full again: an idle one costs nothing. A refused
+# call changes nothing, so hammering does not push the retry time further out.
+TOKEN_BUCKET_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens, ts = burst, now
+end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+if tokens < cost then
+  return {0, math.ceil((cost - tokens) * 1000 / rate)}
+end
+tokens = tokens - cost
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((burst - tokens) * 1000 / rate)))
+return {1, 0}
 """

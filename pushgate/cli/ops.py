@@ -28,14 +28,14 @@ _COMPONENTS = ("uvicorn", "starlette", "redis", "arq", "httpx", "websockets")
 
 
 def token(environ: Mapping[str, str], user: str, channels: tuple[str, ...], ttl: int) -> int:
-    """Print a connection token signed with ``PUSHGATE_JWT_SECRET``."""
+    """Print a connection token signed with ``PUSHGATE_JWT_SECRET`` (its first secret)."""
     problems: list[str] = []
     settings: Settings = read_settings(Settings, environ, problems)
     if problems or not settings.auth.jwt_secret:
         for problem in problems or ["PUSHGATE_JWT_SECRET is not set: tokens are signed with it"]:
             print(f"pushgate token: {problem}", file=sys.stderr)
         return 2
-    secret = settings.auth.jwt_secret
+    secret = settings.auth.jwt_secret[0]
     print(connection_token(secret, user, channels=channels, ttl=ttl, now=time.time()))
     return 0
 
@@ -59,8 +59,8 @@ def config_problems(environ: Mapping[str, str]) -> list[str]:
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX) and name not in known:
             problems.append(f"{name} is not a pushgate setting (a typo?)")
-    if 0 < len(settings.auth.jwt_secret.encode()) < MIN_SECRET_BYTES:
-        problems.append(f"PUSHGATE_JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes (RFC 7518)")
+    if any(len(secret.encode()) < MIN_SECRET_BYTES for secret in settings.auth.jwt_secret):
+        problems.append(f"PUSHGATE_JWT_SECRET: a secret shorter than {MIN_SECRET_BYTES} bytes")
     checks = (
         settings.auth.validate_gateway,
         lambda: Namespaces.from_settings(settings.history),

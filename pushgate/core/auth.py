@@ -1,9 +1,9 @@
 """JWT verification of connection tokens, and the gateway's own channel-scoped subscribe tokens.
 
 Connection tokens come from the app's backend (HS256 with a shared secret, or RS256/ES256 with a
-public key). Subscribe tokens are minted by the gateway itself, carry the audience
-``pushgate:subscribe`` (so one can never pass as a connection token: those must have no
-audience) and open exactly one channel.
+public key; several of each at once, see ``keyring``). Subscribe tokens are minted by the
+gateway itself, carry the audience ``pushgate:subscribe`` (so one can never pass as a
+connection token: those must have no audience) and open exactly one channel.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import jwt
 
 from pushgate.core.channels import ANONYMOUS, Identity
 from pushgate.core.errors import ErrorKind, PushgateError
+from pushgate.core.keyring import HMAC_ALGORITHM, KeyRing, UnknownKeyIdError, VerifyKey
 from pushgate.core.settings import AuthSettings
 
 SUBSCRIBE_AUDIENCE = "pushgate:subscribe"
-_PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
 _LEEWAY_SECONDS = 5
 
 
@@ -30,16 +30,13 @@ class AuthError(PushgateError):
 
 
 class Authenticator:
-    """Verifies connection tokens with the configured keys; signs one-channel subscribe tokens."""
+    """Checks connection tokens against every configured key, and mints subscribe tokens."""
 
     def __init__(self, settings: AuthSettings) -> None:
         self.enabled = settings.enabled
-        self._keys: dict[str, str] = {}
-        if settings.jwt_secret:
-            self._keys["HS256"] = settings.jwt_secret
-        if settings.jwt_public_key:
-            self._keys.update(dict.fromkeys(_PUBLIC_KEY_ALGORITHMS, settings.jwt_public_key))
+        self._keys = KeyRing(settings)
         self._signing_secret = settings.signing_secret
+        self._subscribe_keys = [VerifyKey(HMAC_ALGORITHM, s) for s in settings.subscribe_secrets]
         self._subscribe_ttl = settings.subscribe_token_ttl
 
     def identify(self, token: str | None) -> Identity:
@@ -61,22 +58,25 @@ class Authenticator:
 
     def _decode(self, token: str) -> dict[str, Any]:
         try:
-            algorithm = jwt.get_unverified_header(token).get("alg")
-            key = self._keys.get(algorithm) if isinstance(algorithm, str) else None
-            if key is None:
-                raise AuthError(f"tokens signed with {algorithm!r} are not accepted")
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[str(algorithm)],
-                options={"require": ["sub"]},
-                leeway=_LEEWAY_SECONDS,
-            )
+            claims = _verified(token, self._candidate_keys(token), ["sub"])
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from None
         if not isinstance(claims["sub"], str) or not claims["sub"]:
             raise AuthError("the sub claim must be a non-empty string")
         return claims
+
+    def _candidate_keys(self, token: str) -> list[VerifyKey]:
+        header = jwt.get_unverified_header(token)
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise AuthError("invalid token: kid must be a string")
+        try:
+            keys = self._keys.candidates(str(algorithm), kid)
+        except UnknownKeyIdError:
+            raise AuthError("invalid token: unknown key id (kid)") from None
+        if not keys:
+            raise AuthError(f"tokens signed with {algorithm!r} are not accepted")
+        return keys
 
     def issue_subscribe_token(self, channel: str, user: str | None) -> str | None:
         """A short-lived token opening ``channel`` only; None when auth is off."""
@@ -95,20 +95,41 @@ class Authenticator:
     def subscribe_token_channel(self, token: str) -> str:
         """The one channel a subscribe token opens."""
         try:
-            claims = jwt.decode(
-                token,
-                self._signing_secret,
-                algorithms=["HS256"],
-                audience=SUBSCRIBE_AUDIENCE,
-                options={"require": ["exp", "channel"]},
-                leeway=_LEEWAY_SECONDS,
-            )
+            required = ["exp", "channel"]
+            claims = _verified(token, self._subscribe_keys, required, SUBSCRIBE_AUDIENCE)
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid subscribe token: {exc}") from None
         channel = claims["channel"]
         if not isinstance(channel, str):
             raise AuthError("invalid subscribe token: channel claim is not a string")
         return channel
+
+
+def _verified(
+    token: str, keys: list[VerifyKey], required: list[str], audience: str | None = None
+) -> dict[str, Any]:
+    """The claims of ``token`` checked with the first of ``keys`` whose signature matches."""
+    error = jwt.InvalidSignatureError("no key to verify it with")
+    for key in keys:
+        try:
+            return _decode_with(token, key, required, audience)
+        except jwt.InvalidSignatureError as exc:  # signed with another of the keys, or none
+            error = exc
+    raise error
+
+
+def _decode_with(
+    token: str, key: VerifyKey, required: list[str], audience: str | None
+) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key.key,
+        algorithms=[key.algorithm],
+        audience=audience,
+        options={"require": required},
+        leeway=_LEEWAY_SECONDS,
+    )
+    return claims
 
 
 def connection_token(

@@ -166,3 +166,15 @@ class PushgateError(Exception):
     @property
     def code(self) -> str:
         return self.kind.code
+
+
+class RateLimitedError(PushgateError):
+    """A budget is spent; ``retry_after`` whole seconds from now it holds a token again.
+
+    HTTP sends it as ``Retry-After``, JSON-RPC as ``data.retry_after``, sockets in the reason.
+    """
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        message = f"too many {what}; retry in {retry_after} s"
+        super().__init__(ErrorKind.RATE_LIMITED, message, {"retry_after": retry_after})
+        self.retry_after = retry_after

@@ -35,9 +35,12 @@ class AuthSettings:
 
     # On whenever a key is set; off only with disabled (which `pushgate dev` sets).
     disabled: bool = _env("AUTH_DISABLED", False)
-    jwt_secret: str = _env("JWT_SECRET", "")
+    # Several at once while rotating: tokens signed with any of them are accepted.
+    jwt_secret: tuple[str, ...] = _env("JWT_SECRET", ())
     jwt_public_key: str = _env("JWT_PUBLIC_KEY", "")
-    # Signs the gateway's own channel-scoped subscribe tokens; defaults to jwt_secret.
+    # A JSON Web Key Set of public keys (with kid), re-read when the file changes.
+    jwks_file: str = _env("JWKS_FILE", "")
+    # Signs the gateway's own channel-scoped subscribe tokens; defaults to the first jwt_secret.
     token_secret: str = _env("TOKEN_SECRET", "")
     subscribe_token_ttl: int = _env("SUBSCRIBE_TOKEN_TTL", 600)
     # Origins allowed for browser connections; "*" for any; none: same origin only.
@@ -52,21 +55,26 @@ class AuthSettings:
 
     @property
     def signing_secret(self) -> str:
-        return self.token_secret or self.jwt_secret
+        return self.token_secret or next(iter(self.jwt_secret), "")
+
+    @property
+    def subscribe_secrets(self) -> tuple[str, ...]:
+        """What a subscribe token may be signed with: during a rotation, any of the secrets."""
+        return (self.token_secret,) if self.token_secret else self.jwt_secret
 
     def validate_gateway(self) -> None:
         """A gateway needs a way to authenticate, unless auth is disabled."""
         if self.disabled:
             return
-        if not (self.jwt_secret or self.jwt_public_key):
+        if not (self.jwt_secret or self.jwt_public_key or self.jwks_file):
             raise SettingsError(
-                "authentication needs PUSHGATE_JWT_SECRET or PUSHGATE_JWT_PUBLIC_KEY "
-                "(or PUSHGATE_AUTH_DISABLED=true, for local development only)"
+                "authentication needs PUSHGATE_JWT_SECRET, PUSHGATE_JWT_PUBLIC_KEY or "
+                "PUSHGATE_JWKS_FILE (or PUSHGATE_AUTH_DISABLED=true, for local development only)"
             )
         if not self.signing_secret:
             raise SettingsError(
-                "PUSHGATE_TOKEN_SECRET is needed to sign subscribe tokens when "
-                "PUSHGATE_JWT_PUBLIC_KEY is used without PUSHGATE_JWT_SECRET"
+                "PUSHGATE_TOKEN_SECRET is needed to sign subscribe tokens when public keys "
+                "(PUSHGATE_JWT_PUBLIC_KEY, PUSHGATE_JWKS_FILE) are used without PUSHGATE_JWT_SECRET"
             )
 
 
@@ -86,6 +94,22 @@ class LimitSettings:
     # is dropped instead of holding memory or anyone else.
     ws_queue_size: int = _env("WS_QUEUE_SIZE", 1000, positive=True)
     ws_send_timeout: float = _env("WS_SEND_TIMEOUT", 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Budgets shared by every gateway on one Redis: tokens per second and bursts; 0 turns a
+    rate off."""
+
+    # Job submissions (POST /jobs, PUT /urls, the submit method) per user, or per client IP.
+    submit: float = _env("RATE_SUBMIT", 10.0)
+    submit_burst: int = _env("RATE_SUBMIT_BURST", 50, positive=True)
+    # Calls of the server-side publish API per API key.
+    publish: float = _env("RATE_PUBLISH", 100.0)
+    publish_burst: int = _env("RATE_PUBLISH_BURST", 200, positive=True)
+    # New WebSocket connections and SSE streams per client IP.
+    connect: float = _env("RATE_CONNECT", 20.0)
+    connect_burst: int = _env("RATE_CONNECT_BURST", 100, positive=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +166,7 @@ class FetchSettings:
 SETTINGS_GROUPS: tuple[type, ...] = (
     AuthSettings,
     LimitSettings,
+    RateLimitSettings,
     HistorySettings,
     WorkerPoolSettings,
     FetchSettings,
@@ -159,6 +184,7 @@ class Settings:
     log_level: str = _env("LOG_LEVEL", "info", choices=("debug", "info", "warning", "error"))
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    rates: RateLimitSettings = field(default_factory=RateLimitSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     pool: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
@@ -167,7 +193,8 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Values no log line may show: keys, secrets, and the Redis password."""
         password = urlsplit(self.redis_url).password or ""
-        return (self.auth.jwt_secret, self.auth.token_secret, *self.auth.api_keys, password)
+        auth = self.auth
+        return (*auth.jwt_secret, auth.token_secret, *auth.api_keys, password)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

@@ -41,7 +41,7 @@ def public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
 
 
 def test_hs256_connection_token() -> None:
-    auth = Authenticator(AuthSettings(jwt_secret=SECRET))
+    auth = Authenticator(AuthSettings(jwt_secret=(SECRET,)))
     exp = int(time.time()) + 60
     identity = auth.identify(hs({"sub": "alice", "exp": exp, "channels": ["team:*"]}))
     assert identity.user == "alice"
@@ -66,12 +66,12 @@ def test_hs256_connection_token() -> None:
 )
 def test_rejected_connection_tokens(token: str) -> None:
     with pytest.raises(AuthError):
-        Authenticator(AuthSettings(jwt_secret=SECRET)).identify(token)
+        Authenticator(AuthSettings(jwt_secret=(SECRET,))).identify(token)
 
 
 def test_missing_token_is_an_error_only_when_auth_is_on() -> None:
     with pytest.raises(AuthError):
-        Authenticator(AuthSettings(jwt_secret=SECRET)).identify(None)
+        Authenticator(AuthSettings(jwt_secret=(SECRET,))).identify(None)
     assert Authenticator(AuthSettings(disabled=True)).identify(None) == ANONYMOUS
 
 
@@ -94,7 +94,7 @@ def test_public_key_tokens(
 
 
 def test_subscribe_tokens_open_one_channel_and_are_not_connection_tokens() -> None:
-    auth = Authenticator(AuthSettings(jwt_secret=SECRET, subscribe_token_ttl=60))
+    auth = Authenticator(AuthSettings(jwt_secret=(SECRET,), subscribe_token_ttl=60))
     token = auth.issue_subscribe_token("job:abc", "alice")
     assert token is not None
     assert auth.subscribe_token_channel(token) == "job:abc"
@@ -102,7 +102,7 @@ def test_subscribe_tokens_open_one_channel_and_are_not_connection_tokens() -> No
         auth.identify(token)
     with pytest.raises(AuthError):  # a connection token is no subscribe token
         auth.subscribe_token_channel(hs({"sub": "alice", "channel": "job:abc"}))
-    expired = Authenticator(AuthSettings(jwt_secret=SECRET, subscribe_token_ttl=0))
+    expired = Authenticator(AuthSettings(jwt_secret=(SECRET,), subscribe_token_ttl=0))
     stale = expired.issue_subscribe_token("job:abc", "alice")
     assert stale is not None
     decoded = jwt.decode(
@@ -125,4 +125,4 @@ def test_gateway_needs_a_key_unless_auth_is_disabled() -> None:
     with pytest.raises(SettingsError, match="PUSHGATE_TOKEN_SECRET"):
         AuthSettings(jwt_public_key="pem").validate_gateway()
     AuthSettings(disabled=True).validate_gateway()
-    AuthSettings(jwt_secret=SECRET).validate_gateway()
+    AuthSettings(jwt_secret=(SECRET,)).validate_gateway()

@@ -76,7 +76,7 @@ def test_readme_http_error_table_matches_the_statuses() -> None:
         code: int(status) for status, codes in rows for code in re.findall(r"`(\w+)`", codes)
     }
     http_codes = {kind.code for kind in ErrorKind} - JSON_RPC_ONLY
-    assert set(documented) >= http_codes - {"rate_limited"}
+    assert set(documented) >= http_codes
     for code, status in documented.items():
         assert ErrorKind[code.upper()].http_status == status, code
 
