@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.delivery.direct import check_fast_path_available
 from gateway.delivery.hub import Hub
-from gateway.endpoints import health, pages, sse, ws_jobs, ws_rpc
+from gateway.endpoints import health, openapi, pages, sse, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
 from gateway.endpoints import publish as publish_api
 from gateway.errors import EXCEPTION_HANDLERS
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             *sse.ROUTES,
             *health.ROUTES,
             *pages.ROUTES,
+            *openapi.ROUTES,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -40,7 +40,9 @@ async def http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     fallback = ErrorKind.INTERNAL_ERROR if exc.status_code >= 500 else ErrorKind.BAD_REQUEST
     kind = _STARLETTE_KINDS.get(exc.status_code, fallback)
-    return error_response(PushgateError(kind, exc.detail))
+    response = error_response(PushgateError(kind, exc.detail))
+    response.headers.update(exc.headers or {})  # a 405's Allow, which RFC 9110 requires
+    return response
 
 
 async def redis_error(_request: Request, exc: Exception) -> Response:

@@ -28,7 +28,8 @@ PAGE_HEADERS = {
 }
 
 
-def _page(filename: str) -> Callable[[Request], Awaitable[Response]]:
+def page(filename: str) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint serving ``static/<filename>`` as an HTML page with the pages' headers."""
     path = STATIC_DIR / filename
 
     async def page(_request: Request) -> Response:
@@ -38,7 +39,7 @@ def _page(filename: str) -> Callable[[Request], Awaitable[Response]]:
 
 
 ROUTES: list[BaseRoute] = [
-    Route("/", _page("index.html"), methods=["GET"]),
-    Route("/chat", _page("chat.html"), methods=["GET"]),
+    Route("/", page("index.html"), methods=["GET"]),
+    Route("/chat", page("chat.html"), methods=["GET"]),
     Mount("/static", StaticFiles(packages=[("gateway", "static")]), name="static"),
 ]

@@ -162,3 +162,13 @@ async def test_chat_page_fails_over_to_another_replica_and_misses_nothing(
             "items => items.map((item) => item.dataset.offset)"
         )
         assert len(set(offsets)) == 7
+
+
+async def test_api_docs_render_the_openapi_document(stack: Stack, new_page: NewPage) -> None:
+    page = await new_page(stack.gateways[0].http_url + "/docs")
+    paths = page.locator(".opblock-summary-path")
+    await expect(paths.first).to_be_visible(timeout=15_000)
+    shown = set(await paths.all_inner_texts())
+    assert {"/jobs", "/jobs/{request_id}", "/channels/{channel}/publications", "/sse"} <= {
+        text.replace("\u200b", "") for text in shown
+    }
