@@ -98,6 +98,16 @@ class HistorySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """How a gateway process stops under ``pushgate gateway`` (plain uvicorn closes all at once)."""
+
+    # On SIGTERM a gateway closes its sockets with 1012 spread evenly over this many seconds, so
+    # their clients reach the other replicas a few at a time. Keep the orchestrator's grace
+    # period above preStop + this + about 10 s (deploy/gateway.yaml: 5 + 10 + 10 < 30).
+    drain_seconds: float = _env("DRAIN_SECONDS", 10.0)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerPoolSettings:
     """How each worker process takes jobs from the queue."""
 
@@ -139,6 +149,7 @@ SETTINGS_GROUPS: tuple[type, ...] = (
     AuthSettings,
     LimitSettings,
     HistorySettings,
+    GatewaySettings,
     WorkerPoolSettings,
     FetchSettings,
 )
@@ -154,6 +165,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     pool: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
 
