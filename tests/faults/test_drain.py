@@ -210,6 +210,7 @@ async def test_plain_uvicorn_closes_every_socket_at_once(stack: Stack) -> None:
     assert {(c.kind, c.code) for c in closes} == {("ws", 1012), ("ws/jobs", 1012)}
     assert len(closes) == 200
     assert all(isinstance(e, httpx.ReadTimeout) for e in ended[200:])
+    assert exit_code == -signal.SIGTERM  # uvicorn re-raises the signal it caught
 
 
 async def test_a_second_signal_stops_at_once(stack: Stack) -> None:
