@@ -16,8 +16,6 @@ RUN pip install . && useradd --system --uid 10001 pushgate
 USER 10001
 
 EXPOSE 8000
-# Deflate off: it costs ~40 kB per idle connection (see README).
-# Pings every 20 s stay below common proxy idle timeouts and find dead peers.
-CMD ["uvicorn", "gateway.app:app", "--host", "0.0.0.0", "--port", "8000", \
-     "--ws-per-message-deflate", "false", "--ws-ping-interval", "20", "--ws-ping-timeout", "20", \
-     "--no-access-log"]
+# pushgate gateway: uvicorn with deflate off (it costs ~40 kB per idle connection) and pings every
+# 20 s (below common proxy idle timeouts); SIGTERM drains over PUSHGATE_DRAIN_SECONDS (README).
+CMD ["pushgate", "gateway", "--host", "0.0.0.0", "--port", "8000"]

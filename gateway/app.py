@@ -1,7 +1,8 @@
 """The gateway ASGI app: `uvicorn gateway.app:app`, or `uvicorn --factory gateway.app:create_app`.
 
 Settings are read from the environment when the app is created, not when this module is
-imported: ``app`` is built on first access.
+imported: ``app`` is built on first access. ``pushgate gateway`` (``gateway/server.py``) runs
+this app with a graceful drain on SIGTERM; under plain uvicorn, SIGTERM is uvicorn's.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
+from gateway.delivery.connections import DRAIN_CODE, DRAIN_REASON, Connections
 from gateway.delivery.direct import check_fast_path_available
 from gateway.delivery.hub import Hub
 from gateway.endpoints import health, openapi, pages, sse, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
 from gateway.endpoints import publish as publish_api
 from gateway.errors import EXCEPTION_HANDLERS
-from gateway.services import ConnectionGate, Services
+from gateway.services import Services
 from pushgate.broker import jobqueue
 from pushgate.broker.pubsub import PubSubConnection
 from pushgate.broker.ratelimit import RateLimiter
@@ -30,10 +33,14 @@ from pushgate.core.channels import Namespaces
 from pushgate.core.settings import Settings
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None, connections: Connections | None = None) -> ASGIApp:
+    """The app; ``connections`` is the registry a drain walks (the server that drains it passes
+    its own)."""
     resolved = settings if settings is not None else Settings.from_env(os.environ)
     resolved.auth.validate_gateway()
     logs.configure(resolved.log_format, resolved.log_level, resolved.secrets)
+    if connections is None:
+        connections = Connections(resolved.limits.max_connections)
     namespaces = Namespaces.from_settings(resolved.history)  # fails fast on a bad namespace config
 
     @asynccontextmanager
@@ -55,7 +62,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                     hub=hub,
                     auth=Authenticator(resolved.auth),
                     namespaces=namespaces,
-                    connections=ConnectionGate(resolved.limits.max_connections),
+                    connections=connections,
                     rates=RateLimiter(redis, resolved.rates),
                 )
             }
@@ -76,21 +83,32 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    return _with_realtime_socket(starlette)
+    return _with_realtime_socket(starlette, connections)
 
 
-def _with_realtime_socket(starlette: Starlette) -> ASGIApp:
+def _with_realtime_socket(starlette: Starlette, connections: Connections) -> ASGIApp:
     """Route ``WS /ws`` around Starlette's per-message wrappers: the hottest path of all gets
     uvicorn's own ``send`` (see ``direct.py``); everything else, lifespan included, is Starlette.
+    While draining, every new WebSocket is closed with 1012 right after the handshake (HTTP is
+    still served, so calls in flight finish).
     """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/ws":
+        if scope["type"] == "websocket" and connections.draining:
+            await _refuse(WebSocket(scope, receive, send))
+        elif scope["type"] == "websocket" and scope["path"] == "/ws":
             await ws_rpc.rpc_socket(scope, receive, send)
         else:
             await starlette(scope, receive, send)
 
     return app
+
+
+async def _refuse(websocket: WebSocket) -> None:
+    # Accepted first: a refused handshake (HTTP 403) reads as final to clients, a close
+    # code as what to do next.
+    await websocket.accept()
+    await websocket.close(DRAIN_CODE, DRAIN_REASON)
 
 
 def __getattr__(name: str) -> ASGIApp:

@@ -1,4 +1,5 @@
-"""Gateway and worker processes started the way users start them: ``uvicorn`` and ``arq``."""
+"""Gateway and worker processes started the way users start them: ``uvicorn`` (or ``pushgate
+gateway``) and ``arq``."""
 
 from __future__ import annotations
 
@@ -65,6 +66,21 @@ class Stack:
             str(BIN / "uvicorn"), *target, "--host", "127.0.0.1", "--port", str(port),
             "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
+        return self._launch(argv, port, env)
+
+    def start_drainable_gateway(
+        self, env: dict[str, str] | None = None, port: int | None = None
+    ) -> Gateway:
+        """A gateway run by ``pushgate gateway``, the form that drains on SIGTERM; ``port``
+        reuses one (a restart in place)."""
+        port = port or free_port()
+        argv = [
+            str(BIN / "pushgate"), "gateway", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning",
+        ]  # fmt: skip
+        return self._launch(argv, port, env)
+
+    def _launch(self, argv: list[str], port: int, env: dict[str, str] | None) -> Gateway:
         gateway = Gateway(spawn(argv, env={**self.env, **(env or {})}), port)
         self.gateways.append(gateway)
         _wait_ready(gateway)

@@ -1,4 +1,5 @@
-"""Probes: ``/healthz`` says the process runs, ``/readyz`` that it can serve (Redis answers)."""
+"""Probes: ``/healthz`` says the process runs, ``/readyz`` that it can serve (Redis answers, and
+the gateway is not draining)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ async def healthz(_request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     svc = services(request)
+    if svc.connections.draining:  # first, so the load balancer stops sending at once
+        return error_response(
+            PushgateError(ErrorKind.UNAVAILABLE, "gateway is draining: it is shutting down")
+        )
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             await svc.backend.ping()

@@ -64,6 +64,8 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
         forward, after=None, held_limit=svc.settings.limits.ws_queue_size, overflow=overflow
     )
     await subscribe_feed(svc, channel.full, feed)
+    # A drain ends the stream the way overflow does: EventSource reconnects and resumes.
+    entry = svc.connections.register(lambda _code, _reason: overflow())
     try:
         yield "retry: 2000\n\n"
         missed, floor, recovered = await _start(svc, channel, last_id)
@@ -73,6 +75,7 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
         async for event in _drain(queue):
             yield event
     finally:
+        svc.connections.leave(entry)
         svc.hub.unsubscribe(channel.full, feed)
 
 

@@ -76,6 +76,7 @@ async def _stream(
 
     feed = outbox.feed(forward, after=after)
     await subscribe_feed(svc, channel, feed)
+    entry = svc.connections.register(outbox.finish)
     try:
         feed.go_live(await svc.backend.history(channel, after=since))
         if finished:
@@ -83,6 +84,7 @@ async def _stream(
             outbox.finish(CloseCode.NORMAL, "job finished")
         await _drain_inbound(websocket)
     finally:
+        svc.connections.leave(entry)
         await outbox.stop()
         svc.hub.unsubscribe(channel, feed)
 

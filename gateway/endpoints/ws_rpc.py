@@ -71,13 +71,15 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
     if not allowed:
         await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
         return
-    if not svc.connections.try_enter():
+    connection = RpcConnection(websocket, svc, svc.hub.writes.sink_for(send))
+    entry = svc.connections.try_enter(connection.close)
+    if entry is None:
         await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, "gateway is full, try another")
         return
     try:
-        await RpcConnection(websocket, svc, svc.hub.writes.sink_for(send)).run()
+        await connection.run()
     finally:
-        svc.connections.leave()
+        svc.connections.leave(entry)
 
 
 class RpcConnection:
@@ -114,6 +116,10 @@ class RpcConnection:
                 self._expiry.cancel()
             for channel, feed in self._feeds.items():
                 self._svc.hub.unsubscribe(channel, feed)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after what is already queued (a drain does)."""
+        self._outbox.finish(code, reason)
 
     async def _read_loop(self) -> None:
         """Read until the client leaves (also after a close we sent: it answers, or uvicorn

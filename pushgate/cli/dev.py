@@ -21,9 +21,11 @@ from pushgate.cli.redis_server import RedisServer
 
 READY_TIMEOUT = 30.0
 AUTH_OFF_NOTE = "OFF: anyone can connect, subscribe and publish (development only)"
-# Development only: no authentication, and a chat namespace for the /chat page.
+# Development only: no authentication, a chat namespace for the /chat page, and a gateway that
+# stops at once (no clients of other replicas to spare).
 DEV_DEFAULTS = {
     "PUSHGATE_AUTH_DISABLED": "true",
+    "PUSHGATE_DRAIN_SECONDS": "0",
     "PUSHGATE_NAMESPACES": json.dumps(
         {"chat": {"publish": True, "history_size": 100, "history_ttl": 3600}}
     ),
@@ -76,10 +78,8 @@ def run_dev(options: DevOptions, environ: Mapping[str, str]) -> int:
 
 def _gateway_argv(options: DevOptions) -> list[str]:
     return python_module(
-        "uvicorn", "gateway.app:app", "--host", options.host, "--port", str(options.port),
-        "--ws-per-message-deflate", "false", "--ws-ping-interval", "20",
-        "--ws-ping-timeout", "20", "--no-access-log",
-    )  # fmt: skip
+        "pushgate.cli.main", "gateway", "--host", options.host, "--port", str(options.port)
+    )
 
 
 def _wait_ready(options: DevOptions, children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:

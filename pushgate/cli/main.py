@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -11,6 +13,7 @@ from pushgate.cli import ops
 from pushgate.cli import verbs as cli_verbs
 from pushgate.cli.dev import DevOptions, run_dev
 from pushgate.cli.verbs import DEFAULT_GATEWAY, Target, UsageError, parse_json, parse_since
+from pushgate.core.settings import SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--host", default="127.0.0.1", help="gateway bind address")
     dev.add_argument("--port", type=int, default=8000, help="gateway port (default 8000)")
+    _gateway_parser(commands)
 
     client = _client_options()
     submit = commands.add_parser(
@@ -65,6 +69,52 @@ def _operator_verbs(commands: argparse._SubParsersAction[argparse.ArgumentParser
     commands.add_parser("version", help="print the versions of pushgate and what it runs on")
 
 
+def _gateway_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # Options left out are absent, so that the defaults are ServerOptions' own.
+    gateway = commands.add_parser(
+        "gateway",
+        help="run one gateway (uvicorn); SIGTERM drains it over PUSHGATE_DRAIN_SECONDS",
+        argument_default=argparse.SUPPRESS,
+    )
+    gateway.add_argument("--host", help="bind address (default 127.0.0.1)")
+    gateway.add_argument("--port", type=int, help="port (default 8000)")
+    gateway.add_argument(
+        "--ws-per-message-deflate",
+        type=_boolean,
+        metavar="{true,false}",
+        help="WebSocket compression (default false: it costs ~40 kB per idle connection)",
+    )
+    gateway.add_argument("--ws-ping-interval", type=float, help="seconds (default 20)")
+    gateway.add_argument("--ws-ping-timeout", type=float, help="seconds (default 20)")
+    gateway.add_argument(
+        "--forwarded-allow-ips",
+        help="proxies whose X-Forwarded-* headers are trusted (default: uvicorn's, loopback)",
+    )
+    gateway.add_argument("--access-log", action="store_true", help="log every request")
+    gateway.add_argument(
+        "--log-level", choices=["critical", "error", "warning", "info", "debug"], help="(info)"
+    )
+
+
+def _boolean(raw: str) -> bool:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise argparse.ArgumentTypeError(f"{raw!r} is not true or false")
+
+
+def _run_gateway(args: argparse.Namespace) -> int:
+    # Imported here: the client verbs need neither uvicorn nor the app.
+    from gateway.server import ServerOptions, run_gateway
+
+    names = {option.name for option in dataclasses.fields(ServerOptions)}
+    options = ServerOptions(**{k: v for k, v in vars(args).items() if k in names})
+    try:
+        return run_gateway(options, os.environ)
+    except SettingsError as exc:
+        print(f"pushgate gateway: {exc}", file=sys.stderr)
+        return 1
+
+
 def _client_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument(
@@ -101,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ops.check_config(os.environ)
     if args.command == "version":
         return ops.version()
+    if args.command == "gateway":
+        return _run_gateway(args)
     try:
         verb = _verb(args)
     except UsageError as exc:

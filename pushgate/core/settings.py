@@ -124,6 +124,16 @@ class HistorySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """How a gateway process stops under ``pushgate gateway`` (plain uvicorn closes all at once)."""
+
+    # On SIGTERM a gateway closes its sockets with 1012 spread evenly over this many seconds, so
+    # their clients reach the other replicas a few at a time. Keep the orchestrator's grace
+    # period above preStop + this + about 10 s (deploy/gateway.yaml: 5 + 10 + 10 < 30).
+    drain_seconds: float = _env("DRAIN_SECONDS", 10.0)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerPoolSettings:
     """How each worker process takes jobs from the queue."""
 
@@ -168,6 +178,7 @@ SETTINGS_GROUPS: tuple[type, ...] = (
     LimitSettings,
     RateLimitSettings,
     HistorySettings,
+    GatewaySettings,
     WorkerPoolSettings,
     FetchSettings,
 )
@@ -186,6 +197,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     rates: RateLimitSettings = field(default_factory=RateLimitSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     pool: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
 

@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis import CheckFunction
+from schemathesis.checks import not_a_server_error
 
 from gateway.endpoints.openapi import openapi_document
 from tests.stack import Stack
@@ -26,4 +28,9 @@ def test_the_gateway_serves_the_document(stack: Stack) -> None:
 @schema.exclude(path="/sse").parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_answer_matches_the_document(case: schemathesis.Case[Any], stack: Stack) -> None:
-    case.call_and_validate(base_url=stack.gateways[0].http_url, timeout=10)
+    # /readyz answers its documented 503 while the gateway's pub/sub reconnects (other tests on
+    # this Redis kill pub/sub clients); every other 5xx is a failure.
+    excluded: list[CheckFunction] = [not_a_server_error] if case.path == "/readyz" else []
+    case.call_and_validate(
+        base_url=stack.gateways[0].http_url, timeout=10, excluded_checks=excluded
+    )

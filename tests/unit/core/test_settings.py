@@ -68,6 +68,7 @@ def test_groups_and_lists_are_parsed_once() -> None:
             "PUSHGATE_AUTH_DISABLED": "yes",
             "PUSHGATE_WORKER_CONCURRENCY": "3",
             "PUSHGATE_JOB_TTL_SECONDS": "60",
+            "PUSHGATE_DRAIN_SECONDS": "2.5",
         }
     )
     assert settings.auth.allowed_origins == ("https://a.example/", "https://b.example")
@@ -75,6 +76,8 @@ def test_groups_and_lists_are_parsed_once() -> None:
     assert settings.auth.enabled is False
     assert settings.pool.concurrency == 3
     assert settings.history.job_ttl == 60
+    assert settings.gateway.drain_seconds == 2.5
+    assert Settings().gateway.drain_seconds == 10
 
 
 def test_every_field_names_its_own_variable() -> None:
