@@ -93,12 +93,18 @@ return positions
 )
 
 # KEYS: history, meta, job  ARGV: channel, payload, maxlen, ttl, field, value[, ...]
-# The job hash is updated only while it exists, so a late event cannot resurrect an expired job.
+# Returns {offset, epoch}, or {"", ""} when the job has finished: nothing follows a terminal
+# event, so a re-run of a job whose outcome is out cannot publish a second one. The job hash is
+# updated only while it exists (it always has a status), so a late event cannot resurrect it.
 _PUBLISH_JOB_EVENT_SCRIPT = (
     _PUBLISH_FUNCTION
     + """
+local status = redis.call('HGET', KEYS[3], 'status')
+if status == 'done' or status == 'failed' then
+  return {'', ''}
+end
 local r = publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-if #ARGV > 4 and redis.call('EXISTS', KEYS[3]) == 1 then
+if #ARGV > 4 and status then
   redis.call('HSET', KEYS[3], unpack(ARGV, 5))
 end
 return r
@@ -315,8 +321,11 @@ class Backend:
             positions += [(_text(offset), _text(epoch)) for offset, epoch in replies]
         return positions
 
-    async def publish_job_event(self, request_id: str, event: Event) -> str:
-        """Publish a job's event; the job's record follows it (status, result, error)."""
+    async def publish_job_event(self, request_id: str, event: Event) -> str | None:
+        """Publish a job's event; the job's record follows it (status, result, error).
+
+        Returns its offset, or None when the job had already finished and nothing was published.
+        """
         channel = job_channel(request_id)
         offset, _epoch = await self._publish_job_event(
             keys=[_history_key(channel), _meta_key(channel), _job_key(request_id)],
@@ -325,7 +334,7 @@ class Backend:
                 *_job_fields(event),
             ],
         )  # fmt: skip
-        return _text(offset)
+        return _text(offset) or None
 
     async def create_job(self, request_id: str, url: str, owner: str) -> tuple[bool, JobRecord]:
         """Create the job and publish ``queued``, unless it exists; returns (created, job)."""
