@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -11,23 +12,30 @@ from pushgate.broker import jobqueue
 from pushgate.core.settings import Settings
 from worker.tasks import scrape, shutdown, startup
 
-# A try is spent only when a worker dies mid-job (fetch retries happen inside the job), so a
-# job survives a crashed worker or two but cannot crash-loop the pool forever.
-MAX_TRIES = 3
+# Longer than any reply of Redis to a worker takes, which never blocks on it on purpose: a Redis
+# that stopped answering (a network partition) becomes an error instead of a hung worker.
+REDIS_SOCKET_TIMEOUT = 5.0
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """The mapping arq's ``Worker`` takes; arq accepts a dict wherever it takes a settings class."""
+    settings.validate_worker()
     return {
         "functions": [func(scrape, name=jobqueue.SCRAPE_TASK)],
+        # The pool the worker uses; the settings are for `arq --check`.
+        "redis_pool": jobqueue.connect(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT),
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": jobqueue.QUEUE_NAME,
         "job_serializer": jobqueue.serialize,
         "job_deserializer": jobqueue.deserialize,
         "max_jobs": settings.worker_concurrency,
         "poll_delay": settings.worker_poll_delay,
-        "job_timeout": settings.job_timeout,
-        "max_tries": MAX_TRIES,
+        # Off: scrape bounds its own work and publishes `failed` with code timeout, where arq's
+        # timeout would cancel it and record the job as finished without a terminal event.
+        "job_timeout": None,
+        # scrape counts tries itself (MAX_TRIES) and publishes `worker_lost`; past its own limit
+        # arq would drop the job without running it, so without a terminal event.
+        "max_tries": sys.maxsize,
         "job_completion_wait": settings.worker_shutdown_grace,
         # Our job record holds the outcome; arq's own result only needs to outlive a retry race.
         "keep_result": 60,

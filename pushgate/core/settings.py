@@ -76,6 +76,14 @@ class Settings:
     fetch_retries: int = 2
     fetch_retry_backoff: float = 0.5
     user_agent: str = "pushgate/0.1 (+link extractor)"
+    # A running job is leased to its worker, which renews the lease every third of this; once it
+    # lapses (the worker died or froze) another worker takes the job over.
+    worker_lease_seconds: float = 10.0
+    # Bound on one job's fetching and parsing, retries included; past it the job fails with
+    # code `timeout`. 0: every fetch attempt, the backoffs between them, and time to parse.
+    job_timeout_seconds: float = 0.0
+    # Cap of the jittered backoff with which a worker waits for Redis to come back.
+    worker_reconnect_max_delay: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -125,9 +133,17 @@ class Settings:
                 "PUSHGATE_JWT_PUBLIC_KEY is used without PUSHGATE_JWT_SECRET"
             )
 
+    def validate_worker(self) -> None:
+        """What a worker needs beyond ``validate``: a lease it can renew."""
+        if self.worker_lease_seconds <= 0:
+            raise SettingsError(f"{ENV_PREFIX}WORKER_LEASE_SECONDS must be more than 0")
+
     @property
     def job_timeout(self) -> float:
-        """arq's per-job bound: every fetch attempt, the backoffs between them, and parsing."""
+        """Bound on one job: ``job_timeout_seconds``, else every fetch attempt, the backoffs
+        between them, and parsing."""
+        if self.job_timeout_seconds:
+            return self.job_timeout_seconds
         attempts = self.fetch_retries + 1
         backoff = sum(self.retry_delay(n) for n in range(1, attempts))
         return attempts * self.fetch_timeout + backoff + 10.0
