@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
@@ -103,7 +103,7 @@ def attempts(events: list[Event]) -> list[int]:
 
 
 class FaultStack:
-    """One gateway and ``python -m worker`` processes on a Redis that tests may kill."""
+    """One gateway and workers (``python -m worker`` unless told) on a Redis tests may kill."""
 
     def __init__(self, redis: RedisServer, stack: Stack) -> None:
         self.redis = redis
@@ -167,11 +167,15 @@ MakeFaultStack = Callable[..., Awaitable[FaultStack]]
 
 @pytest.fixture
 async def fault_stack() -> AsyncIterator[MakeFaultStack]:
-    """``await fault_stack(env=..., appendonly=...)``: a FaultStack with no worker yet."""
+    """``await fault_stack(env=..., appendonly=..., worker_argv=...)``: a FaultStack with no
+    worker yet."""
     async with AsyncExitStack() as cleanup:
 
         async def make(
-            *, env: dict[str, str] | None = None, appendonly: bool = False
+            *,
+            env: dict[str, str] | None = None,
+            appendonly: bool = False,
+            worker_argv: Sequence[str] = MODULE_WORKER,
         ) -> FaultStack:
             redis = RedisServer(appendonly=appendonly).start()
             cleanup.callback(redis.stop)
@@ -180,7 +184,7 @@ async def fault_stack() -> AsyncIterator[MakeFaultStack]:
                 gateways=1,
                 workers=0,
                 env={**FAULT_ENV, **(env or {})},
-                worker_argv=MODULE_WORKER,
+                worker_argv=worker_argv,
             )
             cleanup.enter_context(stack)
             faults = FaultStack(redis, stack)

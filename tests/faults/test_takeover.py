@@ -7,10 +7,12 @@ import signal
 import time
 from collections.abc import Callable
 
+import pytest
+
 from pushgate.core.settings import Settings
 from tests.faults.conftest import Event, Figures, MakeFaultStack, attempts, stall_url, types
 from tests.origin import Origin
-from tests.stack import submit
+from tests.stack import ARQ_WORKER, MODULE_WORKER, submit
 from tests.wsclient import read_all
 from worker.tasks import MAX_TRIES
 
@@ -25,10 +27,12 @@ def started_try(number: int) -> Callable[[list[Event]], bool]:
     return lambda events: number in attempts(events)
 
 
+# The lease lives in the task, so arq's own CLI gets it too.
+@pytest.mark.parametrize("worker_argv", [MODULE_WORKER, ARQ_WORKER], ids=["module", "arq-cli"])
 async def test_job_of_a_killed_worker_is_taken_over_within_the_lease(
-    fault_stack: MakeFaultStack, origin: Origin, figures: Figures
+    fault_stack: MakeFaultStack, origin: Origin, figures: Figures, worker_argv: tuple[str, ...]
 ) -> None:
-    faults = await fault_stack()
+    faults = await fault_stack(worker_argv=worker_argv)
     first = await faults.start_worker()
     request_id = submit(faults.stack, stall_url(origin, STALL_SECONDS))
     watcher = asyncio.create_task(

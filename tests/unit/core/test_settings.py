@@ -49,3 +49,13 @@ def test_job_timeout_covers_every_attempt_and_backoff() -> None:
     # three attempts, backoffs of 1 s and 2 s, and 10 s for parsing and publishing
     assert settings.job_timeout == 3 * 10 + 1 + 2 + 10
     assert [settings.retry_delay(n) for n in (1, 2, 3, 10)] == [1, 2, 4, 10]
+
+
+def test_job_timeout_seconds_overrides_the_derived_bound() -> None:
+    assert Settings(fetch_timeout=10, job_timeout_seconds=1.5).job_timeout == 1.5
+
+
+@pytest.mark.parametrize("lease", [0.0, -1.0])
+def test_a_worker_needs_a_lease_it_can_renew(lease: float) -> None:
+    with pytest.raises(SettingsError, match="PUSHGATE_WORKER_LEASE_SECONDS"):
+        Settings(worker_lease_seconds=lease).validate_worker()
