@@ -35,6 +35,7 @@ class PushgateWorker(Worker):
         # whole mark here, so a worker killed before its first renewal holds the job no longer.
         self.in_progress_timeout_s = settings.worker_lease_seconds
         self._reconnect_cap = settings.worker_reconnect_max_delay
+        self._slots_freed = 0
 
     async def main(self) -> None:
         try:
@@ -52,13 +53,21 @@ class PushgateWorker(Worker):
             await self._ride_out(exc)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        slots, freed, running = self.job_counter, self._slots_freed, len(self.tasks)
         try:
             await super().start_jobs(job_ids)
         except _LOST_REDIS:
-            # arq takes a job slot before claiming a job and keeps it when Redis fails mid-claim:
-            # each outage would cost the worker a slot for good.
-            self._release_sem_dec_counter_on_complete()
+            # arq takes a job slot before it claims a job and gives it back on every way out of
+            # the claim but a Redis failure: each such outage would cost the worker a slot.
+            taken = self.job_counter - slots + self._slots_freed - freed
+            if taken > len(self.tasks) - running:
+                self._release_sem_dec_counter_on_complete()
             raise
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        # Counted: jobs that end while a claim waits on Redis give their slots back meanwhile.
+        self._slots_freed += 1
+        super()._release_sem_dec_counter_on_complete()
 
     async def close(self) -> None:
         try:
