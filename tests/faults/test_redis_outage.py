@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 
-from tests.faults.conftest import Figures, MakeFaultStack, stall_url, started, types
+from tests.faults.conftest import Figures, MakeFaultStack, attempts, stall_url, started, types
 from tests.origin import Origin
 from tests.stack import submit
 
@@ -73,4 +73,25 @@ async def test_running_job_carries_its_outcome_across_a_redis_restart(
     figures.add("Redis back -> result published", f"{time.monotonic() - restarted:.2f} s")
     figures.add("events", " ".join(types(events)))
     assert types(events) == ["queued", "started", "result"]
+    assert worker.poll() is None
+
+
+async def test_job_whose_redis_stays_away_past_its_lease_is_run_again(
+    fault_stack: MakeFaultStack, origin: Origin, figures: Figures
+) -> None:
+    lease = 2.0
+    faults = await fault_stack(env={"PUSHGATE_WORKER_LEASE_SECONDS": str(lease)}, appendonly=True)
+    worker = await faults.start_worker()
+    request_id = submit(faults.stack, stall_url(origin, 1.0))
+    await faults.wait_events(request_id, started, 10, "started")
+    # The outcome waits for Redis a lease long, then the try is given up and the job re-queued.
+    faults.kill_redis()
+    await asyncio.sleep(1.0 + 2 * lease)
+    faults.restart_redis()
+    restarted = time.monotonic()
+    events = await faults.outcome(request_id, RECOVERY_TIMEOUT)
+    figures.add("Redis back -> re-run's result", f"{time.monotonic() - restarted:.2f} s")
+    figures.add("events", " ".join(types(events)))
+    assert types(events) == ["queued", "started", "started", "result"]
+    assert attempts(events) == [1, 2]
     assert worker.poll() is None
