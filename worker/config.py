@@ -12,8 +12,8 @@ from pushgate.broker import jobqueue
 from pushgate.core.settings import Settings
 from worker.tasks import scrape, shutdown, startup
 
-# Longer than any reply of Redis to a worker takes, which never blocks on it on purpose: a Redis
-# that stopped answering (a network partition) becomes an error instead of a hung worker.
+# A worker never blocks on Redis on purpose (arq polls its queue), so a reply this late means
+# Redis stopped answering (a network partition): an error to retry, not a worker hung for good.
 REDIS_SOCKET_TIMEOUT = 5.0
 
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def leased(redis: Redis, job_id: str, seconds: float) -> AsyncIterator[None]:
     """Hold the lease of job ``job_id`` while the block runs."""
-    # At once: under `arq worker.WorkerSettings` arq's own mark lasts its full length.
+    # At once: under `arq worker.WorkerSettings` the mark lasts arq's in-progress timeout.
     await _renew(redis, job_id, seconds)
     renewer = asyncio.create_task(_keep_renewing(redis, job_id, seconds))
     try:

@@ -1,10 +1,10 @@
 """``python -m worker``: arq's worker, made to ride out Redis outages of any length.
 
 arq's CLI (``arq worker.WorkerSettings``) always builds arq's own ``Worker``, whose main loop
-ends at the first Redis error: the process exits 0.1 s into an outage. ``PushgateWorker`` waits
-for Redis instead (capped, jittered backoff) and carries on where it was. Everything else (the
-job lease, terminal events, tries, the drain on SIGTERM) lives in the task and its settings, so
-it is the same under both commands.
+ends at the first Redis error: the process exits about 0.1 s into an outage. ``PushgateWorker``
+waits for Redis instead (capped, jittered backoff) and carries on where it was. Everything else
+(the job lease, terminal events, tries, the drain on SIGTERM) lives in the task and its
+settings, so it is the same under both commands.
 """
 
 from __future__ import annotations
