@@ -14,6 +14,8 @@ Routes (GET):
     /error             500, always
     /flaky?key=K&fail=N  500 for the first N requests with key K, then a page with one link
     /many-links?count=N  a page with N distinct links (about 27 bytes each)
+    /stall?key=K&times=N&seconds=S  the first N requests with key K get nothing for S seconds
+                       (or until the origin stops), then that page; later ones get it at once
     anything else      404 (e.g. /missing)
 """
 
@@ -86,8 +88,9 @@ BASE_PAGE = """<!doctype html>
 </html>
 """
 
-FLAKY_PAGE = """<!doctype html>
-<html><head><title>Flaky, now fine</title></head>
+# What /flaky and /stall serve once they stop misbehaving.
+FINE_PAGE = """<!doctype html>
+<html><head><title>Fine in the end</title></head>
 <body><a href="/pages/links.html">links</a></body></html>
 """
 
@@ -128,21 +131,22 @@ def expected_links(origin: Origin, name: str) -> list[str]:
 
 @dataclass
 class _State:
-    """What handler threads share: the request log, flaky counters, the stop signal."""
+    """What handler threads share: the request log, per-key counters, the stop signal."""
 
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: list[str] = field(default_factory=list)
-    flaky: dict[str, int] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def record(self, target: str) -> None:
         with self.lock:
             self.requests.append(target)
 
-    def count_flaky(self, key: str) -> int:
+    def count(self, route: str, key: str) -> int:
+        """How many requests ``route`` has had with ``key``, this one included."""
         with self.lock:
-            self.flaky[key] = self.flaky.get(key, 0) + 1
-            return self.flaky[key]
+            self.counts[route, key] = self.counts.get((route, key), 0) + 1
+            return self.counts[route, key]
 
 
 class Origin:
@@ -296,10 +300,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, many_links_page(int(query["count"])))
 
     def _flaky(self, query: dict[str, str]) -> None:
-        if self.server.state.count_flaky(query["key"]) <= int(query["fail"]):
+        if self.server.state.count("flaky", query["key"]) <= int(query["fail"]):
             self._error(query)
         else:
-            self._send(200, FLAKY_PAGE.encode())
+            self._send(200, FINE_PAGE.encode())
+
+    def _stall(self, query: dict[str, str]) -> None:
+        state = self.server.state
+        if state.count("stall", query["key"]) <= int(query["times"]):
+            state.stop.wait(float(query["seconds"]))
+        self._send(200, FINE_PAGE.encode())
 
 
 _ROUTES: dict[str, Callable[[_Handler, dict[str, str]], None]] = {
@@ -313,6 +323,7 @@ _ROUTES: dict[str, Callable[[_Handler, dict[str, str]], None]] = {
     "/error": _Handler._error,
     "/flaky": _Handler._flaky,
     "/many-links": _Handler._many_links,
+    "/stall": _Handler._stall,
 }
 
 

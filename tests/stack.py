@@ -1,5 +1,5 @@
 """Gateway and worker processes started the way users start them: ``uvicorn`` (or ``pushgate
-gateway``) and ``arq``."""
+gateway``), and ``arq`` or ``python -m worker``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,20 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
-from pushgate.cli.processes import free_port, spawn, stop
+from pushgate.cli.processes import free_port, python_module, spawn, stop
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 20.0
+ARQ_WORKER = (str(BIN / "arq"), "worker.WorkerSettings")
+MODULE_WORKER = tuple(python_module("worker"))
 
 
 class Gateway:
@@ -27,11 +32,20 @@ class Gateway:
 
 
 class Stack:
-    def __init__(self, redis_url: str, *, gateways: int, workers: int, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        gateways: int,
+        workers: int,
+        env: dict[str, str],
+        worker_argv: Sequence[str] | None = None,
+    ) -> None:
         self.redis_url = redis_url
         self.env = {**os.environ, **env, "PUSHGATE_REDIS_URL": redis_url}
         self._gateway_count = gateways
         self._worker_count = workers
+        self._worker_argv = worker_argv
         self.gateways: list[Gateway] = []
         self.workers: list[subprocess.Popen[bytes]] = []
 
@@ -87,7 +101,9 @@ class Stack:
         return gateway
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        worker = spawn([str(BIN / "arq"), "worker.WorkerSettings"], env=self.env, quiet=True)
+        """The stack's worker command, else the two documented ones in turn."""
+        argv = self._worker_argv or (ARQ_WORKER, MODULE_WORKER)[len(self.workers) % 2]
+        worker = spawn(argv, env=self.env, quiet=True)
         self.workers.append(worker)
         return worker
 
@@ -98,6 +114,14 @@ class Stack:
     def close(self) -> None:
         for process in [*self.workers, *(g.process for g in self.gateways)]:
             stop(process)
+
+
+def submit(stack: Stack, url: str, gateway: int = 0, **extra: Any) -> str:
+    """POST a job to one of the stack's gateways; returns its request id."""
+    body = {"url": url, "request_id": f"e2e-{uuid.uuid4().hex}", **extra}
+    response = httpx.post(f"{stack.gateways[gateway].http_url}/jobs", json=body, timeout=10)
+    assert response.status_code == 202, response.text
+    return str(response.json()["request_id"])
 
 
 def _wait_ready(gateway: Gateway) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -13,9 +14,9 @@ from pushgate.core import logs
 from pushgate.core.settings import Settings
 from worker.tasks import scrape, shutdown, startup
 
-# A try is spent only when a worker dies mid-job (fetch retries happen inside the job), so a
-# job survives a crashed worker or two but cannot crash-loop the pool forever.
-MAX_TRIES = 3
+# A worker never blocks on Redis on purpose (arq polls its queue), so a reply this late means
+# Redis stopped answering (a network partition): an error to retry, not a worker hung for good.
+REDIS_SOCKET_TIMEOUT = 5.0
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -23,14 +24,20 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     logs.configure(settings.log_format, settings.log_level, settings.secrets)
     return {
         "functions": [func(scrape, name=jobqueue.SCRAPE_TASK)],
+        # The pool the worker uses; the settings are for `arq --check`.
+        "redis_pool": jobqueue.connect(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT),
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": QUEUE_NAME,
         "job_serializer": jobqueue.serialize,
         "job_deserializer": jobqueue.deserialize,
         "max_jobs": settings.pool.concurrency,
         "poll_delay": settings.pool.poll_delay,
-        "job_timeout": settings.fetch.job_timeout,
-        "max_tries": MAX_TRIES,
+        # Off: scrape bounds its own work and publishes `failed` with code timeout, where arq's
+        # timeout would cancel it and record the job as finished without a terminal event.
+        "job_timeout": None,
+        # scrape counts tries itself (MAX_TRIES) and publishes `worker_lost`; past its own limit
+        # arq would drop the job without running it, so without a terminal event.
+        "max_tries": sys.maxsize,
         "job_completion_wait": settings.pool.shutdown_grace,
         # Our job record holds the outcome; arq's own result only needs to outlive a retry race.
         "keep_result": 60,

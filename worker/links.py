@@ -141,7 +141,9 @@ def _decode_as(body: bytes, label: str | None) -> str | None:
     try:
         name = codecs.lookup(label.strip()).name
         return body.decode(_BROWSER_CODECS.get(name, name), "replace")
-    except LookupError:  # an unknown label, or a codec that is not a text encoding (rot13)
+    # An unknown label, a codec that is not a text encoding (rot13), or one that cannot decode
+    # leniently ("idna" refuses the "replace" error handler; "undefined" refuses everything).
+    except (LookupError, ValueError):
         return None
 
 

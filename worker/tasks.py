@@ -6,20 +6,34 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from arq.worker import Retry
+from redis.asyncio import Redis
 
+from pushgate.broker.jobqueue import UNAVAILABLE, give_back_try
 from pushgate.broker.store import Backend, job_history
 from pushgate.core import events
+from pushgate.core.events import FailureCode
 from pushgate.core.settings import Settings
 from worker.fetch import FetchError, Page, build_client, fetch_page
+from worker.lease import leased
 from worker.links import ParsedPage, parse_page
+from worker.outage import retrying
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Tries a job gets. A try is spent only when it ends without an outcome (its worker died, froze
+# or lost Redis; fetch retries happen inside a try), so a job survives a crashed worker or two
+# but cannot crash-loop the pool forever.
+MAX_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +41,7 @@ class WorkerDeps:
     """What every scrape job of one worker process shares; built once at start-up."""
 
     settings: Settings
+    redis: Redis  # arq's pool, for the job's lease and tries
     backend: Backend
     http: httpx.AsyncClient
     # Parsing is CPU-bound; off the event loop it cannot stall arq's heartbeats or other jobs.
@@ -37,6 +52,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     ctx["deps"] = WorkerDeps(
         settings=settings,
+        redis=ctx["redis"],
         backend=Backend(ctx["redis"], jobs=job_history(settings.history)),
         http=build_client(settings.fetch, allow_private=settings.fetch.allow_private_addresses),
         parser=ThreadPoolExecutor(max_workers=2, thread_name_prefix="pushgate-parse"),
@@ -51,26 +67,83 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 async def scrape(ctx: dict[str, Any], request_id: str, url: str) -> str:
-    """arq task ``scrape``; returns the type of the terminal event it published."""
+    """arq task ``scrape``; returns the type of the terminal event it published.
+
+    Every run ends in exactly one terminal event of the job, published here: a re-run after the
+    outcome is out publishes nothing (the store refuses events after a terminal one).
+    """
     deps: WorkerDeps = ctx["deps"]
-    job = await deps.backend.get_job(request_id)
+    job_id, job_try = str(ctx["job_id"]), int(ctx["job_try"])
+    async with leased(deps.redis, job_id, deps.settings.pool.lease_seconds):
+        try:
+            return await _attempt(deps, request_id, url, job_try)
+        except asyncio.CancelledError:
+            # Only a stopping worker cancels a job (arq's own timeout and aborts are off), and
+            # arq re-queues it at once: the interrupted try is not the job's to count.
+            await _give_back_try(deps, job_id, job_try)
+            raise
+        except UNAVAILABLE as exc:
+            # Redis stayed away for a whole lease: re-queue the job (it keeps no outcome yet)
+            # instead of letting arq record it as finished.
+            log.warning("job %s: Redis unavailable (%s); retrying it later", job_id, exc)
+            raise Retry(defer=deps.settings.pool.reconnect_max_delay) from exc
+
+
+async def _attempt(deps: WorkerDeps, request_id: str, url: str, job_try: int) -> str:
+    job = await _redis(deps, lambda: deps.backend.get_job(request_id))
     if job is not None and job.finished:
         return job.status  # a re-run after a crash that came after the outcome was published
-    attempt = int(ctx.get("job_try", 1))
-    await deps.backend.publish_job_event(request_id, events.started(request_id, url, attempt))
-    began = time.monotonic()
-    try:
-        page = await _fetch_with_retries(deps, url)
-        max_links = deps.settings.fetch.max_links
-        parsed = await asyncio.get_running_loop().run_in_executor(
-            deps.parser,
-            partial(parse_page, page.body, page.final_url, page.charset, max_links=max_links),
-        )
-        outcome = _result_event(request_id, url, page, parsed, began)
-    except FetchError as exc:
-        outcome = events.failed(request_id, exc.code, exc.message)
-    await deps.backend.publish_job_event(request_id, outcome)
+    outcome: events.TerminalEvent
+    if job_try > MAX_TRIES:
+        message = f"the job was interrupted {MAX_TRIES} times without an outcome"
+        outcome = events.failed(request_id, FailureCode.WORKER_LOST, message)
+    else:
+        started = events.started(request_id, url, job_try)
+        await _redis(deps, lambda: deps.backend.publish_job_event(request_id, started))
+        outcome = await _outcome(deps, request_id, url)
+    await _redis(deps, lambda: deps.backend.publish_job_event(request_id, outcome))
     return str(outcome["type"])
+
+
+async def _outcome(deps: WorkerDeps, request_id: str, url: str) -> events.TerminalEvent:
+    """The terminal event of fetching and parsing ``url``, whatever goes wrong on the way."""
+    began = time.monotonic()
+    limit = deps.settings.job_timeout
+    deadline = asyncio.timeout(limit)
+    try:
+        async with deadline:
+            page = await _fetch_with_retries(deps, url)
+            max_links = deps.settings.fetch.max_links
+            parsed = await asyncio.get_running_loop().run_in_executor(
+                deps.parser,
+                partial(parse_page, page.body, page.final_url, page.charset, max_links=max_links),
+            )
+    except FetchError as exc:
+        return events.failed(request_id, exc.code, exc.message)
+    except Exception:
+        if deadline.expired():
+            message = f"the job took longer than {limit:g} s"
+            return events.failed(request_id, FailureCode.TIMEOUT, message)
+        log.exception("scrape of %s failed unexpectedly", url)
+        message = "the worker failed unexpectedly"
+        return events.failed(request_id, FailureCode.INTERNAL_ERROR, message)
+    return _result_event(request_id, url, page, parsed, began)
+
+
+async def _redis(deps: WorkerDeps, call: Callable[[], Awaitable[T]]) -> T:
+    """A Redis call of the job, carried across outages as long as its lease would last."""
+    settings = deps.settings
+    return await retrying(
+        call, window=settings.pool.lease_seconds, cap=settings.pool.reconnect_max_delay
+    )
+
+
+async def _give_back_try(deps: WorkerDeps, job_id: str, job_try: int) -> None:
+    try:
+        # Shielded: a second cancellation must not leave the try counted after all.
+        await asyncio.shield(give_back_try(deps.redis, job_id, job_try))
+    except UNAVAILABLE as exc:
+        log.warning("job %s: could not give back try %d: %s", job_id, job_try, exc)
 
 
 async def _fetch_with_retries(deps: WorkerDeps, url: str) -> Page:
@@ -89,7 +162,7 @@ async def _fetch_with_retries(deps: WorkerDeps, url: str) -> Page:
 
 def _result_event(
     request_id: str, url: str, page: Page, parsed: ParsedPage, began: float
-) -> events.Event:
+) -> events.ResultEvent:
     return events.result(
         request_id,
         url,

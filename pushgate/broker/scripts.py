@@ -63,12 +63,19 @@ return positions
 )
 
 # KEYS: history, meta, job  ARGV: channel, payload, maxlen, ttl, field, value[, ...]
-# The job hash is updated only while it exists, so a late event cannot resurrect an expired job.
+# Returns {offset, epoch}, or {"", ""} when the job has finished: nothing follows a terminal
+# event, so a re-run of a job whose outcome is out cannot publish a second one. The job hash is
+# updated only while it exists (it always has a status), so a late event cannot resurrect it.
+# 'done' and 'failed' are the finished JobStatus values.
 PUBLISH_JOB_EVENT_SCRIPT = (
     _PUBLISH_FUNCTION
     + """
+local status = redis.call('HGET', KEYS[3], 'status')
+if status == 'done' or status == 'failed' then
+  return {'', ''}
+end
 local r = publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-if #ARGV > 4 and redis.call('EXISTS', KEYS[3]) == 1 then
+if #ARGV > 4 and status then
   redis.call('HSET', KEYS[3], unpack(ARGV, 5))
 end
 return r

@@ -9,7 +9,8 @@ Delivery guarantees, per operation (what a caller may rely on):
 - ``replay`` / ``history``: every stored publication after a position, in order, and whether
   the history still covers that position (``recovered``); never a silent partial answer.
 - ``create_job``: the job record and its ``queued`` event appear together, or not at all.
-- ``publish_job_event``: the event is published and the job record follows it in one step.
+- ``publish_job_event``: the event is published and the job record follows it in one step;
+  once a job has its terminal event nothing more is published for it (exactly one outcome).
 """
 
 from __future__ import annotations
@@ -177,8 +178,11 @@ class Backend:
             positions += [(_text(offset), _text(epoch)) for offset, epoch in replies]
         return positions
 
-    async def publish_job_event(self, request_id: str, event: Event) -> str:
-        """Publish a job's event; the job's record follows it (status, result, error)."""
+    async def publish_job_event(self, request_id: str, event: Event) -> str | None:
+        """Publish a job's event; the job's record follows it (status, result, error).
+
+        Returns its offset, or None when the job had already finished and nothing was published.
+        """
         channel = job_channel(request_id)
         offset, _epoch = await self._publish_job_event(
             keys=[history_key(channel), meta_key(channel), job_key(request_id)],
@@ -187,7 +191,7 @@ class Backend:
                 *_job_fields(event),
             ],
         )  # fmt: skip
-        return _text(offset)
+        return _text(offset) or None
 
     async def create_job(self, request_id: str, url: str, owner: str) -> tuple[bool, JobRecord]:
         """Create the job and publish ``queued``, unless it exists; returns (created, job)."""

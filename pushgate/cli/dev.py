@@ -61,7 +61,7 @@ def run_dev(options: DevOptions, environ: Mapping[str, str]) -> int:
             embedded = RedisServer(quiet=True).start()
             env["PUSHGATE_REDIS_URL"] = embedded.url
         children.append(("gateway", spawn(_gateway_argv(options), env=env)))
-        children.append(("worker", spawn(python_module("arq", "worker.WorkerSettings"), env=env)))
+        children.append(("worker", spawn(python_module("worker"), env=env)))
         _wait_ready(options, children)
         _print_banner(options, env, embedded is not None)
         return _supervise(children)

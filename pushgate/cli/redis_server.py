@@ -37,12 +37,22 @@ def find_redis_server() -> str:
 
 
 class RedisServer:
-    """Start with ``start()``; keeps nothing on disk; ``stop()`` ends it by pid."""
+    """Start with ``start()``; ``stop()`` ends it by pid and removes its directory.
+
+    Nothing is kept on disk, unless ``appendonly``: then every write is in an append-only file
+    (fsynced at once) in its directory, and a server started again there has it all back.
+    """
 
     def __init__(
-        self, *, port: int | None = None, quiet: bool = True, password: str | None = None
+        self,
+        *,
+        port: int | None = None,
+        quiet: bool = True,
+        password: str | None = None,
+        appendonly: bool = False,
     ) -> None:
         self.port = port or free_port()
+        self._appendonly = appendonly
         credentials = f":{password}@" if password else ""
         self.url = f"redis://{credentials}127.0.0.1:{self.port}/0"
         self._password = password
@@ -51,12 +61,13 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
+        aof = ["yes", "--appendfsync", "always"] if self._appendonly else ["no"]
         argv = [
             find_redis_server(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", *aof,
             "--dir", self._dir.name,
             *(["--requirepass", self._password] if self._password else []),
         ]  # fmt: skip

@@ -35,6 +35,10 @@ class FailureCode(StrEnum):
     TOO_LARGE = "too_large"
     NOT_HTML = "not_html"
     HTTP_ERROR = "http_error"
+    # The worker hit an error of its own; the message says nothing of its internals.
+    INTERNAL_ERROR = "internal_error"
+    # Every try ended without an outcome: its workers died, froze or lost Redis mid-job.
+    WORKER_LOST = "worker_lost"
 
 
 class QueuedEvent(TypedDict):

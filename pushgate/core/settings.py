@@ -144,6 +144,14 @@ class WorkerPoolSettings:
     # On SIGTERM a worker stops taking jobs and lets running ones finish for this long (keep it
     # under the orchestrator's grace period); what is still running then is re-queued.
     shutdown_grace: int = _env("WORKER_SHUTDOWN_GRACE", 20)
+    # A running job is leased to its worker, which renews the lease every third of this; once it
+    # lapses (the worker died or froze) another worker takes the job over.
+    lease_seconds: float = _env("WORKER_LEASE_SECONDS", 10.0, positive=True)
+    # Bound on one job's fetching and parsing, retries included; past it the job fails with
+    # code `timeout`. 0: every fetch attempt, the backoffs between them, and time to parse.
+    job_timeout_seconds: float = _env("JOB_TIMEOUT_SECONDS", 0.0)
+    # Cap of the jittered backoff with which a worker waits for Redis to come back.
+    reconnect_max_delay: float = _env("WORKER_RECONNECT_MAX_DELAY", 5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +170,8 @@ class FetchSettings:
     allow_private_addresses: bool = _env("ALLOW_PRIVATE_ADDRESSES", False)
 
     @property
-    def job_timeout(self) -> float:
-        """arq's per-job bound: every fetch attempt, the backoffs between them, and parsing."""
+    def worst_case(self) -> float:
+        """What a job's fetching can take: every attempt, the backoffs between them, parsing."""
         attempts = self.retries + 1
         backoff = sum(self.retry_delay(n) for n in range(1, attempts))
         return attempts * self.timeout + backoff + 10.0
@@ -200,6 +208,11 @@ class Settings:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     pool: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+
+    @property
+    def job_timeout(self) -> float:
+        """Bound on one job: ``PUSHGATE_JOB_TIMEOUT_SECONDS``, else what its fetching can take."""
+        return self.pool.job_timeout_seconds or self.fetch.worst_case
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -10,17 +10,10 @@ import httpx
 import pytest
 
 from tests.origin import Origin, expected_links
-from tests.stack import Stack
+from tests.stack import Stack, submit
 from tests.wsclient import Transcript, read_all
 
 TERMINAL_WAIT = 30.0
-
-
-def submit(stack: Stack, url: str, gateway: int = 0, **extra: Any) -> str:
-    body = {"url": url, "request_id": f"e2e-{uuid.uuid4().hex}", **extra}
-    response = httpx.post(f"{stack.gateways[gateway].http_url}/jobs", json=body, timeout=10)
-    assert response.status_code == 202, response.text
-    return str(response.json()["request_id"])
 
 
 async def watch(stack: Stack, request_id: str, gateway: int = 0, since: str = "") -> Transcript:

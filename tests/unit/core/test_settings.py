@@ -9,6 +9,7 @@ from pushgate.core.settings import (
     FetchSettings,
     Settings,
     SettingsError,
+    WorkerPoolSettings,
     read_settings,
     variable_names,
 )
@@ -56,7 +57,8 @@ def test_rejects_bad_values_naming_the_variable(name: str, value: str) -> None:
 def test_job_timeout_covers_every_attempt_and_backoff() -> None:
     fetch = FetchSettings(timeout=10, retries=2, retry_backoff=1)
     # three attempts, backoffs of 1 s and 2 s, and 10 s for parsing and publishing
-    assert fetch.job_timeout == 3 * 10 + 1 + 2 + 10
+    assert fetch.worst_case == 3 * 10 + 1 + 2 + 10
+    assert Settings(fetch=fetch).job_timeout == fetch.worst_case
     assert [fetch.retry_delay(n) for n in (1, 2, 3, 10)] == [1, 2, 4, 10]
 
 
@@ -112,3 +114,14 @@ def test_variable_names_cover_every_field() -> None:
     ]
     assert len(variable_names()) == len(fields_read)
     assert {"PUSHGATE_REDIS_URL", "PUSHGATE_JWT_SECRET", "PUSHGATE_MAX_LINKS"} <= variable_names()
+
+
+def test_job_timeout_seconds_overrides_the_derived_bound() -> None:
+    pool = WorkerPoolSettings(job_timeout_seconds=1.5)
+    assert Settings(fetch=FetchSettings(timeout=10), pool=pool).job_timeout == 1.5
+
+
+@pytest.mark.parametrize("lease", ["0", "-1", "0.5"])
+def test_a_worker_needs_a_lease_it_can_renew(lease: str) -> None:
+    with pytest.raises(SettingsError, match="PUSHGATE_WORKER_LEASE_SECONDS"):
+        Settings.from_env({"PUSHGATE_WORKER_LEASE_SECONDS": lease})

@@ -144,6 +144,12 @@ def test_unknown_charset_falls_back_to_sniffing() -> None:
     )
 
 
+@pytest.mark.parametrize("label", ["idna", "undefined", "utf-8\x00"])
+def test_a_charset_that_cannot_decode_a_page_falls_back_to_sniffing(label: str) -> None:
+    # These labels name codecs that raise on any body (they used to fail the whole job).
+    assert parse_page("<title>caf\u00e9</title>".encode(), PAGE, label).title == "caf\u00e9"
+
+
 def test_undeclared_non_utf8_bytes_are_guessed_as_windows_1252() -> None:
     assert parse_page(b"<title>caf\xe9</title>", PAGE).title == "caf\u00e9"
 

@@ -1,0 +1,5 @@
+"""``python -m worker``: see worker/runner.py."""
+
+from worker.runner import main
+
+main()
