@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
             }
         finally:
             await hub.stop()
-            await redis.aclose()
+            await redis.aclose(close_connection_pool=True)
 
     starlette = Starlette(
         routes=[
