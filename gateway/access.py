@@ -10,6 +10,7 @@ from starlette.types import Scope
 
 from pushgate.core.auth import Authenticator
 from pushgate.core.channels import Identity
+from pushgate.core.errors import ErrorKind, PushgateError
 
 
 def bearer_token(headers: Headers) -> str | None:
@@ -35,6 +36,13 @@ def api_key_valid(headers: Headers, keys: tuple[str, ...]) -> bool:
     # Check every key, so the time taken says nothing about which one nearly matched.
     matches = [hmac.compare_digest(offered, key) for key in keys]
     return any(matches)
+
+
+def require_api_key(headers: Headers, keys: tuple[str, ...], *, auth_enabled: bool) -> None:
+    """Raise 401 unless ``headers`` offer one of ``keys``; without keys the server-side APIs are
+    open only where auth is off altogether (``pushgate dev``)."""
+    if (keys or auth_enabled) and not api_key_valid(headers, keys):
+        raise PushgateError(ErrorKind.UNAUTHORIZED, "a valid X-API-Key is required")
 
 
 def origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:

@@ -8,6 +8,7 @@ this app with a graceful drain on SIGTERM; under plain uvicorn, SIGTERM is uvico
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,7 +19,7 @@ from starlette.websockets import WebSocket
 from gateway.delivery.connections import DRAIN_CODE, DRAIN_REASON, Connections
 from gateway.delivery.direct import check_fast_path_available
 from gateway.delivery.hub import Hub
-from gateway.endpoints import health, openapi, pages, sse, ws_jobs, ws_rpc
+from gateway.endpoints import health, openapi, pages, sse, status, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
 from gateway.endpoints import publish as publish_api
 from gateway.errors import EXCEPTION_HANDLERS
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
                     namespaces=namespaces,
                     connections=connections,
                     rates=RateLimiter(redis, resolved.rates),
+                    started_at=time.monotonic(),
                 )
             }
         finally:
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
             *health.ROUTES,
             *pages.ROUTES,
             *openapi.ROUTES,
+            *status.ROUTES,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

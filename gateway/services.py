@@ -29,6 +29,7 @@ class Services:
     namespaces: Namespaces
     connections: Connections
     rates: RateLimiter
+    started_at: float  # time.monotonic() when the gateway started
 
 
 def services(connection: HTTPConnection) -> Services:

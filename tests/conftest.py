@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
+import jwt
 import pytest
 
 from pushgate.cli.redis_server import RedisServer
@@ -66,6 +68,13 @@ def stack(redis_server: RedisServer) -> Iterator[Stack]:
 
 
 JWT_SECRET = "test-secret-" + "x" * 32
+
+
+def token(user: str, **claims: Any) -> str:
+    """A connection token for ``user`` that the auth stack's gateways accept."""
+    return jwt.encode({"sub": user, **claims}, JWT_SECRET, algorithm="HS256")
+
+
 API_KEY = "test-api-key"
 ALLOWED_ORIGIN = "http://app.example"
 

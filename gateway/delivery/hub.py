@@ -92,6 +92,11 @@ class Hub:
     def channel_count(self) -> int:
         return len(self._channels)
 
+    @property
+    def subscriber_count(self) -> int:
+        """Local subscriptions over all channels (one per socket and channel)."""
+        return sum(len(entry.subscribers) for entry in self._channels.values())
+
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         """Add ``subscriber``; returns once Redis delivers the channel's live events to us.
 

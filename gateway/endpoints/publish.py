@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.access import api_key_valid, offered_api_key
+from gateway.access import offered_api_key, require_api_key
 from gateway.channel_access import namespace_of
 from gateway.endpoints.body import read_json_object
 from gateway.rate_limits import limit_publish
@@ -20,10 +20,7 @@ MAX_IDEMPOTENCY_KEY = 128
 
 async def publish(request: Request) -> JSONResponse:
     svc = services(request)
-    keys = svc.settings.auth.api_keys
-    # Without keys the API is open only where auth is off altogether (pushgate dev).
-    if (keys or svc.auth.enabled) and not api_key_valid(request.headers, keys):
-        raise PushgateError(ErrorKind.UNAUTHORIZED, "a valid X-API-Key is required")
+    require_api_key(request.headers, svc.settings.auth.api_keys, auth_enabled=svc.auth.enabled)
     await limit_publish(svc, offered_api_key(request.headers), request.scope)
     channel = parse_channel(request.path_params["channel"])
     namespace = namespace_of(svc, channel)

@@ -6,6 +6,7 @@ JSON instead of arq's default pickle: whoever can write to Redis must not run co
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -64,3 +65,16 @@ async def renew_lease(redis: Redis, job_id: str, seconds: float) -> None:
 async def give_back_try(redis: Redis, job_id: str, job_try: int) -> None:
     """Uncount try ``job_try`` of a job about to be re-queued, so its next start is that try."""
     await redis.set(retry_key_prefix + job_id, job_try - 1, keepttl=True, xx=True)
+
+
+async def queue_depth(redis: Redis) -> tuple[int, float | None]:
+    """Jobs waiting in the queue, and how long the oldest has waited (seconds; None if none).
+
+    arq scores each queued job with the time it may run, in milliseconds.
+    """
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(QUEUE_NAME)
+        pipe.zrange(QUEUE_NAME, 0, 0, withscores=True)
+        depth, oldest = await pipe.execute()
+    age = max(0.0, time.time() - oldest[0][1] / 1000) if oldest else None
+    return int(depth), age

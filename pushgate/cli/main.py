@@ -67,6 +67,9 @@ def _operator_verbs(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "check-config", help="list every problem of the PUSHGATE_* environment; exit 1 if any"
     )
     commands.add_parser("version", help="print the versions of pushgate and what it runs on")
+    status = commands.add_parser("status", help="print GET /status of each gateway as a table")
+    status.add_argument("gateways", nargs="+", metavar="URL", help="gateway base URLs")
+    status.add_argument("--api-key", help="a key of PUSHGATE_API_KEYS (default: $PUSHGATE_API_KEY)")
 
 
 def _gateway_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -151,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ops.check_config(os.environ)
     if args.command == "version":
         return ops.version()
+    if args.command == "status":
+        return ops.status(args.gateways, args.api_key or os.environ.get("PUSHGATE_API_KEY"))
     if args.command == "gateway":
         return _run_gateway(args)
     try:

@@ -1,5 +1,5 @@
 """The operator's verbs: ``token`` mints a connection token, ``check-config`` lists every problem
-of the environment at once, ``version`` says what runs."""
+of the environment at once, ``status`` shows what gateways hold, ``version`` says what runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import time
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
+from typing import Any
 
+import httpx
 from redis.asyncio.connection import parse_url
 
 from pushgate.core.auth import connection_token
@@ -21,8 +23,8 @@ from pushgate.core.settings import (
     variable_names,
 )
 
-# Read by the client verbs, not by gateways or workers.
-CLIENT_VARIABLES = frozenset({"PUSHGATE_GATEWAY_URL", "PUSHGATE_TOKEN"})
+# Read by the client and operator verbs, not by gateways or workers.
+CLIENT_VARIABLES = frozenset({"PUSHGATE_GATEWAY_URL", "PUSHGATE_TOKEN", "PUSHGATE_API_KEY"})
 MIN_SECRET_BYTES = 32  # HS256 keys shorter than the hash are guessable (RFC 7518, 3.2)
 _COMPONENTS = ("uvicorn", "starlette", "redis", "arq", "httpx", "websockets")
 
@@ -93,3 +95,63 @@ def _version(package: str) -> str:
         return package_version(package)
     except PackageNotFoundError:
         return "(not installed)"
+
+
+STATUS_TIMEOUT = 5.0
+_STATUS_COLUMNS = (
+    "gateway",
+    "version",
+    "up (s)",
+    "open",
+    "ws",
+    "channels",
+    "subs",
+    "redis",
+    "queue",
+)
+
+
+def status(gateways: list[str], api_key: str | None) -> int:
+    """Print ``GET /status`` of each gateway as one table row; exit 1 if any did not answer."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    rows: list[tuple[str, ...]] = [_STATUS_COLUMNS]
+    failed = False
+    for base in gateways:
+        try:
+            response = httpx.get(
+                base.rstrip("/") + "/status", headers=headers, timeout=STATUS_TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            rows.append((base, f"unreachable: {type(exc).__name__}", *[""] * 7))
+            failed = True
+            continue
+        if response.status_code != 200:
+            rows.append((base, f"HTTP {response.status_code}", *[""] * 7))
+            failed = True
+            continue
+        rows.append(_status_row(base, response.json()))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_STATUS_COLUMNS))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 1 if failed else 0
+
+
+def _status_row(base: str, answer: dict[str, Any]) -> tuple[str, ...]:
+    redis = answer["redis"]
+    health = (
+        "ok" if redis["ok"] and redis["pubsub"] else "DOWN" if not redis["ok"] else "no pub/sub"
+    )
+    draining = " (draining)" if answer["draining"] else ""
+    return (
+        base + draining,
+        answer["version"],
+        f"{answer['uptime_seconds']:.0f}",
+        str(answer["connections"]["open"]),
+        str(answer["connections"]["ws"]),
+        str(answer["channels"]),
+        str(answer["subscriptions"]),
+        f"{redis['address']} {health}",
+        str(redis.get("queue_depth", "?")),
+    )

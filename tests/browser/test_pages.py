@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import NewPage
+from tests.conftest import API_KEY, token
 from tests.origin import Origin, expected_links
 from tests.rpc import rpc
 from tests.stack import Stack
@@ -172,3 +173,22 @@ async def test_api_docs_render_the_openapi_document(stack: Stack, new_page: NewP
     assert {"/jobs", "/jobs/{request_id}", "/channels/{channel}/publications", "/sse"} <= {
         text.replace("\u200b", "") for text in shown
     }
+
+
+async def test_admin_page_shows_the_gateways_numbers_live(
+    auth_stack: Stack, new_page: NewPage
+) -> None:
+    gateway = auth_stack.gateways[0]
+    page = await new_page(gateway.http_url + "/admin")
+    await expect(page.locator("#status")).to_have_text("not signed in")
+    await page.fill("#api-key", API_KEY)
+    await page.click("#key-form button")
+    connections = page.locator('tr[data-row="connections"] td')
+    await expect(connections).to_be_visible()
+    before = int((await connections.inner_text()).split()[0])
+    async with rpc(gateway.ws_url) as one, rpc(gateway.ws_url) as two:
+        await one.result("connect", {"token": token("admin-viewer")})
+        await two.result("connect", {"token": token("admin-viewer")})
+        await expect(connections).to_contain_text(f"{before + 2} (of them /ws:", timeout=10_000)
+    await expect(page.locator('tr[data-row="redis"] td')).to_contain_text("ok, pub/sub up")
+    await screenshot(page, "admin")

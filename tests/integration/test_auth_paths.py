@@ -10,19 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 import websockets
 
-from tests.conftest import ALLOWED_ORIGIN, API_KEY, JWT_SECRET
+from tests.conftest import ALLOWED_ORIGIN, API_KEY, JWT_SECRET, token
 from tests.origin import Origin
 from tests.rpc import RawRpc, rpc
 from tests.stack import BIN, Gateway, Stack
 from tests.wsclient import read_all
-
-
-def token(user: str, **claims: Any) -> str:
-    return jwt.encode({"sub": user, **claims}, JWT_SECRET, algorithm="HS256")
 
 
 def bearer(user: str) -> dict[str, str]:

@@ -1,0 +1,64 @@
+"""``GET /status`` (with an API key): what this gateway holds and how its Redis and queue are.
+
+``pushgate status`` prints it for any number of gateways, and ``/admin`` shows it live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib.metadata import version
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from gateway.access import require_api_key
+from gateway.endpoints.pages import page
+from gateway.services import Services, services
+from pushgate.broker.jobqueue import queue_depth
+
+REDIS_TIMEOUT = 1.0
+
+
+async def status(request: Request) -> JSONResponse:
+    svc = services(request)
+    require_api_key(request.headers, svc.settings.auth.api_keys, auth_enabled=svc.auth.enabled)
+    return JSONResponse(await gateway_status(svc))
+
+
+async def gateway_status(svc: Services) -> dict[str, Any]:
+    """The numbers of ``GET /status``."""
+    connections = svc.connections
+    return {
+        "version": version("pushgate"),
+        "uptime_seconds": round(time.monotonic() - svc.started_at, 1),
+        "draining": connections.draining,
+        "connections": {"open": len(connections), "ws": connections.capped},
+        "connection_limit": connections.limit,
+        "channels": svc.hub.channel_count,
+        "subscriptions": svc.hub.subscriber_count,
+        "redis": await _redis(svc),
+    }
+
+
+async def _redis(svc: Services) -> dict[str, Any]:
+    """The Redis this gateway uses (host and port only: a URL may hold a password)."""
+    parts = urlsplit(svc.settings.redis_url)
+    state: dict[str, Any] = {"address": f"{parts.hostname}:{parts.port or 6379}"}
+    state["pubsub"] = svc.hub.connected
+    try:
+        async with asyncio.timeout(REDIS_TIMEOUT):
+            depth, oldest = await queue_depth(svc.redis)
+    except (RedisError, OSError, TimeoutError) as exc:
+        return {**state, "ok": False, "error": type(exc).__name__}
+    return {**state, "ok": True, "queue_depth": depth, "oldest_queued_seconds": oldest}
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/status", status, methods=["GET"]),
+    Route("/admin", page("admin.html"), methods=["GET"]),
+]
