@@ -24,6 +24,7 @@ from pushgate.core.settings import Settings
 from worker.fetch import FetchError, Page, build_client, fetch_page
 from worker.lease import leased
 from worker.links import ParsedPage, parse_page
+from worker.metrics import MetricsServer, WorkerMetrics
 from worker.outage import retrying
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,27 @@ class WorkerDeps:
     http: httpx.AsyncClient
     # Parsing is CPU-bound; off the event loop it cannot stall arq's heartbeats or other jobs.
     parser: ThreadPoolExecutor
+    metrics: WorkerMetrics
+    metrics_server: MetricsServer | None
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    metrics = WorkerMetrics()
+    server = None
+    if settings.metrics.worker_port:
+        server = MetricsServer(
+            metrics, ctx["redis"], settings.metrics.host, settings.metrics.worker_port
+        )
+        server.start()
     ctx["deps"] = WorkerDeps(
         settings=settings,
         redis=ctx["redis"],
         backend=Backend(ctx["redis"], jobs=job_history(settings.history)),
         http=build_client(settings.fetch, allow_private=settings.fetch.allow_private_addresses),
         parser=ThreadPoolExecutor(max_workers=2, thread_name_prefix="pushgate-parse"),
+        metrics=metrics,
+        metrics_server=server,
     )
 
 
@@ -64,6 +76,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     if deps is not None:
         await deps.http.aclose()
         deps.parser.shutdown(wait=False, cancel_futures=True)
+        if deps.metrics_server is not None:
+            await deps.metrics_server.stop()
 
 
 async def scrape(ctx: dict[str, Any], request_id: str, url: str) -> str:
@@ -100,8 +114,13 @@ async def _attempt(deps: WorkerDeps, request_id: str, url: str, job_try: int) ->
     else:
         started = events.started(request_id, url, job_try)
         await _redis(deps, lambda: deps.backend.publish_job_event(request_id, started))
+        deps.metrics.jobs_started.inc()
+        began = time.monotonic()
         outcome = await _outcome(deps, request_id, url)
-    await _redis(deps, lambda: deps.backend.publish_job_event(request_id, outcome))
+        deps.metrics.job_duration.labels(outcome["type"]).observe(time.monotonic() - began)
+    if await _redis(deps, lambda: deps.backend.publish_job_event(request_id, outcome)):
+        code = outcome["error"]["code"] if outcome["type"] == "failed" else ""
+        deps.metrics.jobs_finished.labels(outcome["type"], code).inc()
     return str(outcome["type"])
 
 
@@ -150,11 +169,15 @@ async def _fetch_with_retries(deps: WorkerDeps, url: str) -> Page:
     retry = 0
     while True:
         try:
-            return await fetch_page(deps.http, url, deps.settings.fetch)
+            with deps.metrics.fetch_duration.time():
+                page = await fetch_page(deps.http, url, deps.settings.fetch)
+            deps.metrics.fetch_bytes.observe(len(page.body))
+            return page
         except FetchError as exc:
             retry += 1
             if not exc.transient or retry > deps.settings.fetch.retries:
                 raise
+            deps.metrics.fetch_retries.inc()
             delay = deps.settings.fetch.retry_delay(retry) * random.uniform(0.5, 1.0)
             log.info("fetch of %s failed (%s), retry %d in %.2fs", url, exc.code, retry, delay)
             await asyncio.sleep(delay)

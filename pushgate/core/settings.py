@@ -134,6 +134,18 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Where Prometheus scrapes gateways and workers (docs: README, Metrics)."""
+
+    # A gateway serves /metrics on its own port too; set this to serve it here (off the public
+    # route) as well. 0: the main port only.
+    port: int = _env("METRICS_PORT", 0)
+    # Workers have no HTTP server of their own: they start one on this port. 0: none.
+    worker_port: int = _env("WORKER_METRICS_PORT", 0)
+    host: str = _env("METRICS_HOST", "0.0.0.0")
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerPoolSettings:
     """How each worker process takes jobs from the queue."""
 
@@ -189,6 +201,7 @@ SETTINGS_GROUPS: tuple[type, ...] = (
     GatewaySettings,
     WorkerPoolSettings,
     FetchSettings,
+    MetricsSettings,
 )
 
 
@@ -207,6 +220,7 @@ class Settings:
     history: HistorySettings = field(default_factory=HistorySettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     pool: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
 
     @property
