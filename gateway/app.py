@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -23,6 +24,7 @@ from gateway.endpoints import health, openapi, pages, sse, status, ws_jobs, ws_r
 from gateway.endpoints import jobs as jobs_api
 from gateway.endpoints import publish as publish_api
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.metrics import GatewayMetrics, count_http, metrics_endpoint, route_templates
 from gateway.services import Services
 from pushgate.broker import jobqueue
 from pushgate.broker.pubsub import PubSubConnection
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
     if connections is None:
         connections = Connections(resolved.limits.max_connections)
     namespaces = Namespaces.from_settings(resolved.history)  # fails fast on a bad namespace config
+    metrics = GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Services]]:
@@ -53,6 +56,10 @@ def create_app(settings: Settings | None = None, connections: Connections | None
             resolved.redis_url, ping_interval=resolved.pubsub_ping_interval
         )
         hub = Hub(connection, backend)
+        metrics.watch(
+            lambda: len(connections), lambda: hub.channel_count, lambda: hub.subscriber_count
+        )
+        metrics_server = metrics.serve(resolved.metrics.host, port) if port else None
         await hub.start()
         try:
             yield {
@@ -66,30 +73,35 @@ def create_app(settings: Settings | None = None, connections: Connections | None
                     connections=connections,
                     rates=RateLimiter(redis, resolved.rates),
                     started_at=time.monotonic(),
+                    metrics=metrics,
                 )
             }
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             await hub.stop()
             await redis.aclose(close_connection_pool=True)
 
-    starlette = Starlette(
-        routes=[
-            *jobs_api.ROUTES,
-            *publish_api.ROUTES,
-            *ws_jobs.ROUTES,
-            *sse.ROUTES,
-            *health.ROUTES,
-            *pages.ROUTES,
-            *openapi.ROUTES,
-            *status.ROUTES,
-        ],
-        exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=lifespan,
-    )
-    return _with_realtime_socket(starlette, connections)
+    port = resolved.metrics.port
+    routes = [
+        *jobs_api.ROUTES,
+        *publish_api.ROUTES,
+        *ws_jobs.ROUTES,
+        *sse.ROUTES,
+        *health.ROUTES,
+        *pages.ROUTES,
+        *openapi.ROUTES,
+        *status.ROUTES,
+        # On its own port when one is set, so that it can stay off the public route.
+        *([] if port else [Route("/metrics", metrics_endpoint(metrics), methods=["GET"])]),
+    ]
+    starlette = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    counted = count_http(starlette, metrics, route_templates(routes))
+    return _with_realtime_socket(counted, connections)
 
 
-def _with_realtime_socket(starlette: Starlette, connections: Connections) -> ASGIApp:
+def _with_realtime_socket(starlette: ASGIApp, connections: Connections) -> ASGIApp:
     """Route ``WS /ws`` around Starlette's per-message wrappers: the hottest path of all gets
     uvicorn's own ``send`` (see ``direct.py``); everything else, lifespan included, is Starlette.
     While draining, every new WebSocket is closed with 1012 right after the handshake (HTTP is

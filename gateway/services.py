@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.delivery.connections import Connections
 from gateway.delivery.hub import Hub
+from gateway.metrics import GatewayMetrics
 from pushgate.broker.ratelimit import RateLimiter
 from pushgate.broker.store import Backend
 from pushgate.core.auth import Authenticator
@@ -30,6 +31,7 @@ class Services:
     connections: Connections
     rates: RateLimiter
     started_at: float  # time.monotonic() when the gateway started
+    metrics: GatewayMetrics
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -20,10 +20,14 @@ class JobConflictError(PushgateError):
 
 
 async def submit_job(
-    svc: Services, request_id: str, url: str, identity: Identity
+    svc: Services, request_id: str, url: str, identity: Identity, *, transport: str = "http"
 ) -> tuple[bool, JobRecord]:
-    """Create the job (or find it) and make sure it is queued; returns (created, job)."""
+    """Create the job (or find it) and make sure it is queued; returns (created, job).
+
+    ``transport`` (``http`` or ``ws_rpc``) labels the count of jobs submitted."""
     created, job = await svc.backend.create_job(request_id, url, identity.user or "")
+    if created:
+        svc.metrics.jobs_submitted.labels(transport).inc()
     # Someone else's job is a conflict even for the same url: it would hand out their token.
     if job.url != url or (svc.auth.enabled and job.owner != (identity.user or "")):
         raise JobConflictError(request_id)

@@ -66,3 +66,27 @@ async def test_worker_metrics_count_a_result_and_a_failure(
     assert after[("pushgate_worker_fetch_bytes_count", ())] == 1  # the 404 raised before a body
     assert after[("pushgate_worker_job_duration_seconds_count", (("outcome", "failed"),))] == 1
     assert ("pushgate_worker_queue_depth", ()) in after
+
+
+async def test_gateway_metrics_count_requests_jobs_and_sockets(
+    stack: Stack, origin: Origin
+) -> None:
+    gateway = stack.gateways[0]
+    metrics_url = f"{gateway.http_url}/metrics"
+    route = (("method", "POST"), ("route", "/jobs"), ("status", "202"))
+    before = scrape(metrics_url)
+    request_id = submit(stack, origin.url("/pages/links.html"))
+    await read_all(f"{gateway.ws_url}/ws/jobs/{request_id}")
+    httpx.get(f"{gateway.http_url}/no/such/route", timeout=10)
+    after = scrape(metrics_url)
+
+    def moved(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
+        return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    assert moved("pushgate_http_requests_total", route) == 1
+    unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
+    assert moved("pushgate_http_requests_total", unmatched) == 1
+    assert moved("pushgate_http_request_duration_seconds_count", (("route", "/jobs"),)) == 1
+    assert moved("pushgate_jobs_submitted_total", (("transport", "http"),)) == 1
+    for gauge in ("pushgate_connections", "pushgate_channels", "pushgate_subscriptions"):
+        assert (gauge, ()) in after
