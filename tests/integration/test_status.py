@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from typing import Any
 
 import httpx
 
@@ -13,6 +15,17 @@ from tests.stack import BIN, Stack
 
 def status(base: str, key: str | None = API_KEY) -> httpx.Response:
     return httpx.get(f"{base}/status", headers={"X-API-Key": key} if key else {}, timeout=10)
+
+
+def ready_status(base: str) -> dict[str, Any]:
+    """The status once the gateway's pub/sub is up (other tests kill pub/sub clients of this
+    Redis, and the gateway takes a moment to reconnect)."""
+    deadline = time.monotonic() + 10
+    while not (answer := status(base).json())["redis"]["pubsub"]:
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.05)
+    assert isinstance(answer, dict)
+    return answer
 
 
 def test_status_needs_an_api_key_where_auth_is_on(auth_stack: Stack) -> None:
@@ -26,7 +39,7 @@ def test_status_needs_an_api_key_where_auth_is_on(auth_stack: Stack) -> None:
 
 async def test_status_counts_this_gateways_sockets_and_channels(auth_stack: Stack) -> None:
     gateway = auth_stack.gateways[0]
-    before = status(gateway.http_url).json()
+    before = ready_status(gateway.http_url)
     assert before["version"] == "0.1.0"
     assert before["draining"] is False
     assert before["redis"]["ok"] is True and before["redis"]["pubsub"] is True
