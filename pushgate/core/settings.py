@@ -129,7 +129,7 @@ class GatewaySettings:
 
     # On SIGTERM a gateway closes its sockets with 1012 spread evenly over this many seconds, so
     # their clients reach the other replicas a few at a time. Keep the orchestrator's grace
-    # period above preStop + this + about 10 s (deploy/gateway.yaml: 5 + 10 + 10 < 30).
+    # period above preStop + this + about 10 s (deploy/base/gateway.yaml: 5 + 10 + 10 <= 30).
     drain_seconds: float = _env("DRAIN_SECONDS", 10.0)
 
 
