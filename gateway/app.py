@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway import request_head
 from gateway.delivery.hub import Hub
 from gateway.endpoints import health, pages, sse, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     resolved = settings if settings is not None else Settings.from_env(os.environ)
     resolved.auth.validate_gateway()
     namespaces = Namespaces.from_settings(resolved.history)  # fails fast on a bad namespace config
+    request_head.install(resolved.limits.header_timeout)  # uvicorn has no bound of its own
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Services]]:

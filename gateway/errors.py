@@ -24,8 +24,10 @@ _STARLETTE_KINDS = {
 
 
 def error_response(error: PushgateError) -> JSONResponse:
+    """The error as JSON; one that ``closes`` ends the connection after the answer."""
     body = {"error": {"code": error.code, "message": error.message}}
-    return JSONResponse(body, status_code=error.kind.http_status)
+    headers = {"Connection": "close"} if error.closes else None
+    return JSONResponse(body, status_code=error.kind.http_status, headers=headers)
 
 
 async def pushgate_error(_request: Request, exc: Exception) -> Response:

@@ -21,6 +21,9 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002  # sent by the WebSocket layer: a frame breaks RFC 6455
+    UNSUPPORTED_DATA = 1003
+    INVALID_DATA = 1007  # sent by the WebSocket layer: a text frame is not UTF-8
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
@@ -50,6 +53,9 @@ class ClosePolicy:
 CLOSE_POLICY: dict[CloseCode, ClosePolicy] = {
     CloseCode.NORMAL: ClosePolicy("normal closure", Reconnect.NO),
     CloseCode.GOING_AWAY: ClosePolicy("going away", Reconnect.YES),
+    CloseCode.PROTOCOL_ERROR: ClosePolicy("a frame broke the WebSocket protocol", Reconnect.NO),
+    CloseCode.UNSUPPORTED_DATA: ClosePolicy("binary frames are not supported", Reconnect.NO),
+    CloseCode.INVALID_DATA: ClosePolicy("a text frame was not UTF-8", Reconnect.NO),
     CloseCode.MESSAGE_TOO_BIG: ClosePolicy("a message was too big", Reconnect.NO),
     CloseCode.INTERNAL_ERROR: ClosePolicy("internal error", Reconnect.YES),
     CloseCode.SERVICE_RESTART: ClosePolicy("service restart", Reconnect.YES),
@@ -103,6 +109,9 @@ class ErrorKind(Enum):
     INVALID_PARAMS = ErrorSpec("invalid_params", 422, RpcCode.INVALID_PARAMS, _BAD)
     BAD_REQUEST = ErrorSpec("bad_request", 400, RpcCode.INVALID_REQUEST, _BAD)
     MALFORMED_JSON = ErrorSpec("malformed_json", 400, RpcCode.PARSE_ERROR, _BAD)
+    # JSON text other parsers cannot read the same: NaN, Infinity, numbers beyond a double's
+    # range, lone surrogates (see ``wire.parse_json``).
+    INVALID_JSON_VALUE = ErrorSpec("invalid_json_value", 422, RpcCode.INVALID_PARAMS, _BAD)
     INVALID_BODY = ErrorSpec("invalid_body", 422, RpcCode.INVALID_PARAMS, _BAD)
     INVALID_URL = ErrorSpec("invalid_url", 422, RpcCode.INVALID_PARAMS, _BAD)
     INVALID_REQUEST_ID = ErrorSpec("invalid_request_id", 422, RpcCode.INVALID_PARAMS, _BAD)
@@ -116,6 +125,9 @@ class ErrorKind(Enum):
         "body_too_large", 413, RpcCode.INVALID_REQUEST, CloseCode.MESSAGE_TOO_BIG
     )
     UNSUPPORTED_MEDIA_TYPE = ErrorSpec("unsupported_media_type", 415, RpcCode.INVALID_REQUEST, _BAD)
+    # HTTP only, before the app sees a request (``gateway.request_head``) or while reading a body.
+    REQUEST_TIMEOUT = ErrorSpec("request_timeout", 408, RpcCode.INVALID_REQUEST, _BAD)
+    HEADERS_TOO_LARGE = ErrorSpec("headers_too_large", 431, RpcCode.INVALID_REQUEST, _BAD)
     UNAUTHORIZED = ErrorSpec("unauthorized", 401, RpcCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED)
     PERMISSION_DENIED = ErrorSpec(
         "permission_denied", 403, RpcCode.PERMISSION_DENIED, CloseCode.UNAUTHORIZED
@@ -165,7 +177,7 @@ class PushgateError(Exception):
     """A refusal any transport can report the way its protocol says (see ``ErrorKind``).
 
     ``data`` travels as the JSON-RPC error's ``data``; ``closes`` ends the socket it happened on
-    with the kind's close code, right after the answer.
+    with the kind's close code, right after the answer (over HTTP: the connection).
     """
 
     def __init__(
