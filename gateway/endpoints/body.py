@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.settings import LimitSettings
@@ -48,6 +48,9 @@ async def _read_limited(request: Request, limits: LimitSettings) -> bytes:
                     chunks.clear()  # only read on, so that the client reads the 413
                 else:
                     chunks.append(chunk)
+    except ClientDisconnect:  # nobody reads this answer; it only keeps an error out of the log
+        message = "the connection closed before the request body ended"
+        raise PushgateError(ErrorKind.BAD_REQUEST, message, closes=True) from None
     except TimeoutError:
         if size > limit:
             raise _too_large(limit, read_to_end=False) from None
