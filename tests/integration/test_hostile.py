@@ -39,19 +39,19 @@ def gateway(stack: Stack) -> Gateway:
 
 
 @pytest.fixture(scope="module")
-def http(gateway: Gateway) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.http_url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def auth_gateway(auth_stack: Stack) -> Gateway:
     return auth_stack.gateways[0]
 
 
 @pytest.fixture(scope="module")
+def http(gateway: Gateway) -> Iterator[httpx.Client]:
+    with gateway.http_client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
 def auth_http(auth_gateway: Gateway) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=auth_gateway.http_url, timeout=10) as client:
+    with auth_gateway.http_client() as client:
         yield client
 
 
