@@ -1,15 +1,16 @@
 """Bounds on a request's head, enforced before the app sees the request: uvicorn has none.
 
 uvicorn waits for a request's head for ever (a client sending a header line now and then keeps
-its connection, and its memory, as long as it likes), its httptools parser takes a head of any
-size, and it answers malformed HTTP with a plain-text 400. ``install`` extends both of uvicorn's
-HTTP/1.1 protocol classes (httptools and h11) in this process, so that it holds however the
-server was started (``uvicorn gateway.app:app``, ``--factory``, ``pushgate dev``, the image):
+its connection, and its memory, as long as it likes), takes a head of any size, and answers
+malformed HTTP with a plain-text 400. ``install`` extends both of uvicorn's HTTP/1.1 protocol
+classes (httptools and h11) in this process, so that this holds however the server was started
+(``uvicorn gateway.app:app``, ``--factory``, ``pushgate dev``, the image):
 
 - a request's head must be complete ``timeout`` seconds after the connection opened, or after
   the previous response was sent; else the answer is 408 ``request_timeout`` and the connection
   closes (a connection that sends nothing at all is closed the same way);
-- a head over ``MAX_HEAD_BYTES`` is answered 431 ``headers_too_large``, and the connection closed;
+- a head over ``MAX_HEAD_BYTES`` is answered 431 ``headers_too_large``, and the connection closed
+  (counted while the head is incomplete: the read that completes it may take it one read over);
 - malformed HTTP gets 400 ``bad_request`` with the JSON body of every other error.
 
 A connection upgraded to a WebSocket is not watched any more.
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pushgate.core.errors import ErrorKind
@@ -36,11 +38,11 @@ _EXTENDED = "_pushgate_head_bounds"  # a class already extended
 @dataclass(slots=True)
 class _Watch:
     """One wait for a head: ``cycle`` is the protocol's request cycle when it began, so a new
-    cycle means the head has arrived; ``in_head`` says that its first byte has (httptools)."""
+    cycle means the head has arrived; ``begun`` says that its first byte has (httptools)."""
 
     timer: asyncio.TimerHandle
     cycle: Any
-    in_head: bool = False
+    begun: bool = False
     size: int = 0
 
 
@@ -82,9 +84,7 @@ def _extend(cls: type[Any]) -> None:
 
     def watched_data_received(self: Any, data: bytes) -> None:
         watch: _Watch | None = self.__dict__.get(_WATCH)
-        # Counted from the read after the head's first byte: the read that holds it may hold
-        # the end of an earlier body too. h11 bounds the size of a head itself.
-        counted = len(data) if watch is not None and watch.in_head else 0
+        counted = len(data) if watch is not None and _in_head(self, watch) else 0
         data_received(self, data)
         _received(self, counted)
 
@@ -112,9 +112,19 @@ def _extend(cls: type[Any]) -> None:
             on_message_begin(self)
             watch: _Watch | None = self.__dict__.get(_WATCH)
             if watch is not None:
-                watch.in_head = True
+                watch.begun = True
 
         cls.on_message_begin = watched_on_message_begin
+
+
+def _in_head(protocol: Any, watch: _Watch) -> bool:
+    """Whether the next read holds a head's bytes only, not the rest of an earlier body that the
+    app did not read (uvicorn drops those): h11 knows the client's state; with httptools the
+    head has begun before this read (the read that begins it may end an earlier body too)."""
+    conn = getattr(protocol, "conn", None)
+    if isinstance(conn, h11.Connection):
+        return conn.their_state is h11.IDLE
+    return watch.begun
 
 
 def _watch(protocol: Any) -> None:
