@@ -78,7 +78,7 @@ bodies = st.one_of(
 # HTTP
 
 
-@fz.fuzz_settings(150)
+@fz.fuzz_settings(300)
 @given(body=bodies, valid=st.booleans(), garbage=fz.header_values, kind=fz.header_values)
 def test_post_jobs(
     http: httpx.Client, body: bytes, valid: bool, garbage: bytes, kind: bytes
@@ -87,7 +87,7 @@ def test_post_jobs(
     send(http, "POST", "/jobs", content=body, headers=headers)
 
 
-@fz.fuzz_settings(60)
+@fz.fuzz_settings(100)
 @given(request_id=fz.path_segments, body=bodies, valid=st.booleans(), garbage=fz.header_values)
 def test_put_urls(
     http: httpx.Client, request_id: str, body: bytes, valid: bool, garbage: bytes
@@ -95,14 +95,14 @@ def test_put_urls(
     send(http, "PUT", f"/urls/{request_id}", content=body, headers=credentials(valid, garbage))
 
 
-@fz.fuzz_settings(60)
+@fz.fuzz_settings(100)
 @given(request_id=fz.path_segments, token=fz.tokens(FUZZ_SECRET), valid=st.booleans())
 def test_get_jobs(http: httpx.Client, request_id: str, token: str, valid: bool) -> None:
     headers: Headers = BEARER if valid else {}
     send(http, "GET", f"/jobs/{request_id}", params={"token": token}, headers=headers)
 
 
-@fz.fuzz_settings(150)
+@fz.fuzz_settings(300)
 @given(
     channel=fz.channels.map(lambda name: quote(name, safe=":")),
     body=fz.object_text({"data": fz.value_texts}).map(str.encode) | bodies,
@@ -118,7 +118,7 @@ def test_publish_api(
     send(http, "POST", f"/channels/{channel}/publications", content=body, headers=headers)
 
 
-@fz.fuzz_settings(80)
+@fz.fuzz_settings(150)
 @given(
     channel=fz.channels,
     last_event_id=st.none() | fz.offsets.map(str.encode) | fz.header_values,
@@ -147,7 +147,7 @@ def test_sse(
     check_http(response)
 
 
-@fz.fuzz_settings(80)
+@fz.fuzz_settings(150)
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
     path=st.lists(fz.path_segments, max_size=3).map(lambda parts: "/" + "/".join(parts)),
@@ -162,7 +162,7 @@ def test_any_route(http: httpx.Client, method: str, path: str, body: bytes) -> N
 _HEADER_NAMES = [b"Host", b"Accept", b"Authorization", b"X-API-Key", b"Origin", b"Cookie", b"X-A"]
 
 
-@fz.fuzz_settings(80)
+@fz.fuzz_settings(150)
 @given(
     method=st.sampled_from([b"GET", b"POST", b"PUT", b"BREW", b"G\x00T", b""]),
     target=st.binary(max_size=30).filter(lambda target: not target.startswith(b"/sse")),
@@ -270,19 +270,19 @@ PARAMS = fz.rpc_params(FUZZ_SECRET)
 
 
 @pytest.mark.parametrize("method", sorted(set(PARAMS) - {"connect"}))
-@fz.fuzz_settings(70)
+@fz.fuzz_settings(150)
 @given(data=st.data())
 def test_each_method(ws: FuzzSocket, method: str, data: st.DataObject) -> None:
     ws.exchange(data.draw(fz.frames(PARAMS[method], st.just(json.dumps(method)))))
 
 
-@fz.fuzz_settings(150)
+@fz.fuzz_settings(300)
 @given(frame=fz.garbage_frames)
 def test_garbage_frames(ws: FuzzSocket, frame: str) -> None:
     ws.exchange(frame)
 
 
-@fz.fuzz_settings(60)
+@fz.fuzz_settings(100)
 @given(frame=fz.frames(PARAMS["connect"], st.just('"connect"') | fz.methods.map(json.dumps)))
 def test_connect_on_fresh_sockets(fuzzed: Gateway, frame: str) -> None:
     """Authentication comes first: each frame is a new socket's first."""
@@ -293,7 +293,7 @@ def test_connect_on_fresh_sockets(fuzzed: Gateway, frame: str) -> None:
             assert_closed_with_a_code(exc)
 
 
-@fz.fuzz_settings(60)
+@fz.fuzz_settings(100)
 @given(request_id=fz.path_segments, since=st.none() | fz.offsets, token=st.none() | st.text())
 def test_job_socket_urls(
     fuzzed: Gateway, request_id: str, since: str | None, token: str | None
