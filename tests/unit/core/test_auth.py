@@ -86,7 +86,7 @@ NOW = int(time.time())
 @pytest.mark.parametrize(
     "payload",
     [
-        f'{{"sub": "a", "exp": "{NOW + 60}"}}',  # PyJWT int()s it, then hands back the string
+        f'{{"sub": "a", "exp": "{NOW + 3600}"}}',  # PyJWT int()s it, then hands back the string
         '{"sub": "a", "exp": true}',
         '{"sub": "a", "exp": 1e400}',
         '{"sub": "a", "exp": 1' + "0" * 400 + "}",  # an int, but beyond any date
