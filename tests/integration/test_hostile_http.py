@@ -201,3 +201,17 @@ def test_413_comes_at_once_when_the_body_will_not_be_read(gateway: Gateway, head
     assert answer.status == 413 and answer.error_code() == "body_too_large"
     assert answer.headers["connection"] == "close"
     assert b"100 Continue" not in answer.raw
+
+
+def test_the_two_documented_answers_that_are_not_json(gateway: Gateway) -> None:
+    """README: WebSocket handshakes that never become a socket are refused by uvicorn's
+    WebSocket library (invalid handshake) or Starlette's router (no such endpoint)."""
+    upgrade = b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    invalid = b"GET /ws HTTP/1.1\r\nHost: x\r\n" + upgrade + b"\r\n"
+    answer = exchange(gateway.port, invalid)
+    assert answer.status == 400
+    assert answer.headers["content-type"].startswith("text/plain")
+    key = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    nowhere = b"GET /ws/jobs/ HTTP/1.1\r\nHost: x\r\n" + upgrade + key + b"\r\n"
+    answer = exchange(gateway.port, nowhere)
+    assert (answer.status, answer.body) == (403, b"")
