@@ -2,8 +2,8 @@
 
 History first, then live, as frames ``{"channel", "offset", "data": <event>}``; the socket
 closes with 1000 after the terminal event. The client is not expected to send anything: what
-it sends is read and dropped (so that pings keep flowing), and an oversized message closes the
-socket with 1009.
+it sends is read and dropped (so that pings keep flowing), and a message over
+``MAX_INBOUND_BYTES`` (bytes, not characters) closes the socket with 1009.
 """
 
 from __future__ import annotations
