@@ -33,8 +33,11 @@ def api_key_valid(headers: Headers, keys: tuple[str, ...]) -> bool:
     offered = offered_api_key(headers)
     if not offered:
         return False
-    # Check every key, so the time taken says nothing about which one nearly matched.
-    matches = [hmac.compare_digest(offered, key) for key in keys]
+    # Check every key, so the time taken says nothing about which one nearly matched. As bytes:
+    # compare_digest refuses str with non-ASCII characters, and header values may hold them
+    # (Starlette decodes them as latin-1: encoding back gives the bytes the client sent).
+    given = offered.encode("latin-1")
+    matches = [hmac.compare_digest(given, key.encode()) for key in keys]
     return any(matches)
 
 
@@ -63,4 +66,10 @@ def origin_allowed(scope: Scope, allowed: tuple[str, ...]) -> bool:
     entries = {entry.rstrip("/") for entry in allowed}
     if "*" in entries or text in entries:
         return True
-    return not entries and urlsplit(text).netloc == host.decode("latin-1")
+    if entries:
+        return False
+    try:
+        netloc = urlsplit(text).netloc
+    except ValueError:  # "http://[": not an origin any browser sends, so not ours either
+        return False
+    return netloc == host.decode("latin-1")

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from gateway import request_head
 from gateway.delivery.connections import DRAIN_CODE, DRAIN_REASON, Connections
 from gateway.delivery.direct import check_fast_path_available
 from gateway.delivery.hub import Hub
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
         connections = Connections(resolved.limits.max_connections)
     namespaces = Namespaces.from_settings(resolved.history)  # fails fast on a bad namespace config
     metrics = GatewayMetrics()
+    request_head.install(resolved.limits.header_timeout)  # uvicorn has no bound of its own
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Services]]:

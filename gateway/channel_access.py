@@ -40,7 +40,9 @@ async def authorize_read(
 ) -> Readable:
     """Raise PushgateError (unknown channel, unauthorized, permission denied) unless readable.
 
-    ``token`` is a subscribe token, which opens the one channel it names.
+    ``token`` is a subscribe token, which opens the one channel it names. A job the caller may
+    not read is answered exactly like a job that does not exist, so that nobody learns which
+    request ids are taken; a token that is itself invalid is still ``unauthorized``.
     """
     namespace = namespace_of(svc, channel)
     token_channel = None
@@ -49,8 +51,6 @@ async def authorize_read(
     job = None
     if namespace.name == JOB_NAMESPACE:
         job = await svc.backend.get_job(channel.name)
-        if job is None:
-            raise PushgateError(ErrorKind.UNKNOWN_CHANNEL, f"unknown job {channel.name}")
     allowed = may_subscribe(
         namespace,
         channel,
@@ -59,6 +59,8 @@ async def authorize_read(
         job_owner=job.owner if job else None,
         token_channel=token_channel,
     )
+    if namespace.name == JOB_NAMESPACE and not (allowed and job):
+        raise PushgateError(ErrorKind.UNKNOWN_CHANNEL, f"unknown job {channel.name}")
     if not allowed:
         if identity.user is None and token_channel is None:
             raise PushgateError(ErrorKind.UNAUTHORIZED, f"a token is needed to read {channel}")

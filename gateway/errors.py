@@ -24,10 +24,13 @@ _STARLETTE_KINDS = {
 
 
 def error_response(error: PushgateError) -> JSONResponse:
+    """The error as JSON; one that ``closes`` ends the connection after the answer."""
     body = {"error": {"code": error.code, "message": error.message}}
-    headers = (
-        {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimitedError) else None
-    )
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimitedError):
+        headers["Retry-After"] = str(error.retry_after)
+    if error.closes:
+        headers["Connection"] = "close"
     return JSONResponse(body, status_code=error.kind.http_status, headers=headers)
 
 

@@ -101,3 +101,12 @@ def guarded_stack(redis_server: RedisServer) -> Iterator[Stack]:
     """One gateway and one worker with the SSRF guard on, on their own Redis database."""
     with Stack(redis_db(redis_server, 1), gateways=1, workers=1, env=OPEN_ENV) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def bounded_stack(redis_server: RedisServer) -> Iterator[Stack]:
+    """Two gateways (one per documented start form) with 1-second request-head and body bounds,
+    and no workers: jobs stay queued, so their sockets stay open."""
+    env = {**OPEN_ENV, "PUSHGATE_HEADER_TIMEOUT": "1", "PUSHGATE_BODY_TIMEOUT": "1"}
+    with Stack(redis_db(redis_server, 3), gateways=2, workers=0, env=env) as running:
+        yield running

@@ -30,6 +30,9 @@ class Gateway:
         self.http_url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}"
 
+    def http_client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.http_url, timeout=10)
+
 
 class Stack:
     def __init__(

@@ -21,7 +21,7 @@ async def post_job(request: Request) -> JSONResponse:
     svc = services(request)
     identity = identify(svc.auth, request.headers)
     await limit_submission(svc, identity, request.scope)
-    body = await read_json_object(request, svc.settings.limits.max_body_bytes)
+    body = await read_json_object(request, svc.settings.limits)
     url = validate_url(body.get("url"))
     raw_id = body.get("request_id")
     request_id = new_request_id() if raw_id is None else validate_request_id(raw_id)
@@ -35,7 +35,7 @@ async def put_url(request: Request) -> JSONResponse:
     identity = identify(svc.auth, request.headers)
     await limit_submission(svc, identity, request.scope)
     request_id = validate_request_id(request.path_params["request_id"])
-    body = await read_json_object(request, svc.settings.limits.max_body_bytes)
+    body = await read_json_object(request, svc.settings.limits)
     url = validate_url(body.get("url"))
     created, _job = await submit_job(svc, request_id, url, identity)
     payload = {"status": "accepted", "request_id": request_id}

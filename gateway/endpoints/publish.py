@@ -26,7 +26,7 @@ async def publish(request: Request) -> JSONResponse:
     namespace = namespace_of(svc, channel)
     if namespace.name == JOB_NAMESPACE:
         raise PushgateError(ErrorKind.PERMISSION_DENIED, "job channels are written by workers only")
-    body = await read_json_object(request, svc.settings.limits.max_body_bytes)
+    body = await read_json_object(request, svc.settings.limits)
     if "data" not in body:
         raise PushgateError(ErrorKind.INVALID_BODY, "data is required")
     idempotency = _idempotency_key(request)

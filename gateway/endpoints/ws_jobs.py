@@ -2,14 +2,16 @@
 
 History first, then live, as frames ``{"channel", "offset", "data": <event>}``; the socket
 closes with 1000 after the terminal event. The client is not expected to send anything: what
-it sends is read and dropped (so that pings keep flowing), and an oversized message closes the
-socket with 1009.
+it sends is read and dropped (so that pings keep flowing), and a message over
+``MAX_INBOUND_BYTES`` (bytes, not characters) closes the socket with 1009.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.access import origin_allowed
 from gateway.channel_access import authorize_read
@@ -20,7 +22,7 @@ from gateway.services import Services, services
 from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel
 from pushgate.core.errors import CloseCode, PushgateError
 from pushgate.core.events import is_terminal
-from pushgate.core.wire import OffsetKey, Publication, close_reason, parse_offset
+from pushgate.core.wire import OffsetKey, Publication, close_reason, frame_size, parse_offset
 from pushgate.core.wire import validate_request_id as _validate_id
 
 # Clients of this endpoint only need to send pings or nothing at all.
@@ -33,14 +35,14 @@ async def job_socket(websocket: WebSocket) -> None:
     if not await admit_socket(websocket, svc):
         return
     if not origin_allowed(websocket.scope, svc.settings.auth.allowed_origins):
-        await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
+        await _refuse(websocket, CloseCode.FORBIDDEN, "origin not allowed")
         return
     try:
         request_id = _validate_id(websocket.path_params["request_id"])
         since = websocket.query_params.get("since")
         after = None if since is None else parse_offset(since)
     except PushgateError as exc:
-        await websocket.close(CloseCode.BAD_REQUEST, close_reason(exc.message))
+        await _refuse(websocket, CloseCode.BAD_REQUEST, exc.message)
         return
     channel = Channel(JOB_NAMESPACE, request_id)
     try:
@@ -55,7 +57,12 @@ async def job_socket(websocket: WebSocket) -> None:
             readable.job is not None and readable.job.finished,
         )
     except PushgateError as exc:
-        await websocket.close(exc.kind.close_code, close_reason(exc.message))
+        await _refuse(websocket, exc.kind.close_code, exc.message)
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(WebSocketDisconnect):  # a client that is gone already is no error
+        await websocket.close(code, close_reason(reason))
 
 
 async def _stream(
@@ -96,8 +103,7 @@ async def _drain_inbound(websocket: WebSocket) -> None:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        data = message.get("text") or message.get("bytes") or b""
-        if len(data) > MAX_INBOUND_BYTES:
+        if frame_size(message) > MAX_INBOUND_BYTES:
             await websocket.close(CloseCode.MESSAGE_TOO_BIG, "this endpoint takes no messages")
             return
 

@@ -49,7 +49,7 @@ from pushgate.core.protocol import (
     parse_params,
     parse_request,
 )
-from pushgate.core.wire import new_request_id, parse_offset
+from pushgate.core.wire import frame_size, new_request_id, parse_offset
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +137,16 @@ class RpcConnection:
                 continue
             if message["type"] == "websocket.disconnect":
                 return
-            frame: str | bytes = message.get("text") or message.get("bytes") or b""
-            size = len(frame.encode()) if isinstance(frame, str) else len(frame)
-            if size > settings.limits.max_message_bytes:
+            text = message.get("text")
+            if frame_size(message) > settings.limits.max_message_bytes:
                 limit = settings.limits.max_message_bytes
                 self._outbox.abort(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
+            elif text is None:  # docs/protocol.md: text frames only
+                self._outbox.finish(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
             elif not self._outbox.closing:
-                await self._handle(frame)
+                await self._handle(text)
 
-    async def _handle(self, frame: str | bytes) -> None:
+    async def _handle(self, frame: str) -> None:
         request: Request | None = None
         try:
             request = parse_request(frame)

@@ -34,6 +34,9 @@
 /** Close codes after which reconnecting cannot help (docs/protocol.md, "Close codes"). */
 export const FINAL_CLOSE_CODES = new Map([
   [1000, 'normal closure'],
+  [1002, 'a frame broke the WebSocket protocol'],
+  [1003, 'binary frames are not supported'],
+  [1007, 'a text frame was not UTF-8'],
   [1009, 'a message was too big'],
   [4400, 'bad request'],
   [4401, 'authentication failed'],

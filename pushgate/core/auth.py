@@ -46,14 +46,11 @@ class Authenticator:
         if token is None:
             raise AuthError("a token is required")
         claims = self._decode(token)
-        channels = claims.get("channels", [])
-        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-            raise AuthError("the channels claim must be a list of strings")
         expires = claims.get("exp")
         return Identity(
             user=claims["sub"],
-            channels=tuple(channels),
-            expires_at=int(expires) if isinstance(expires, int | float) else None,
+            channels=tuple(claims.get("channels", ())),
+            expires_at=None if expires is None else int(expires),
         )
 
     def _decode(self, token: str) -> dict[str, Any]:
@@ -61,7 +58,8 @@ class Authenticator:
             claims = _verified(token, self._candidate_keys(token), ["sub"])
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from None
-        if not isinstance(claims["sub"], str) or not claims["sub"]:
+        check_claim_types(claims)
+        if not claims["sub"]:
             raise AuthError("the sub claim must be a non-empty string")
         return claims
 
@@ -99,6 +97,7 @@ class Authenticator:
             claims = _verified(token, self._subscribe_keys, required, SUBSCRIBE_AUDIENCE)
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid subscribe token: {exc}") from None
+        check_claim_types(claims)
         channel = claims["channel"]
         if not isinstance(channel, str):
             raise AuthError("invalid subscribe token: channel claim is not a string")
@@ -143,3 +142,46 @@ def connection_token(
     if channels:
         claims["channels"] = list(channels)
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+_NUMERIC_CLAIMS = ("exp", "nbf", "iat")
+_LAST_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
+_STRING_CLAIMS = ("sub", "iss", "jti")
+
+
+def check_claim_types(claims: dict[str, Any]) -> None:
+    """Refuse a token whose claims have the wrong JSON types (RFC 7519 section 4.1).
+
+    PyJWT converts some of them with ``int()`` and then returns them unchanged: an ``exp`` of
+    ``"1700000000"`` passes its check and would then be no expiry at all. ``aud`` needs no check
+    here: connection tokens may not have one, and PyJWT compares subscribe tokens' exactly.
+    """
+    for name in _NUMERIC_CLAIMS:
+        value = claims.get(name)
+        if value is not None and not _is_number(value):
+            raise AuthError(f"the {name} claim must be a number of seconds since the epoch")
+    for name in _STRING_CLAIMS:
+        value = claims.get(name)
+        if value is not None and not _is_text(value):
+            raise AuthError(f"the {name} claim must be a string")
+    channels = claims.get("channels", [])
+    if not isinstance(channels, list) or not all(_is_text(c) for c in channels):
+        raise AuthError("the channels claim must be a list of strings")
+
+
+def _is_number(value: object) -> bool:
+    """A NumericDate up to the end of year 9999 (a larger one overflows float arithmetic)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return abs(value) <= _LAST_NUMERIC_DATE
+
+
+def _is_text(value: object) -> bool:
+    """A string of Unicode characters (a lone surrogate is none, and cannot be stored)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

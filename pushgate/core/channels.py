@@ -126,11 +126,17 @@ def may_subscribe(
     job_owner: str | None = None,
     token_channel: str | None = None,
 ) -> bool:
-    """Subscribe (and read history). ``token_channel``: the channel a subscribe token opens."""
+    """Subscribe (and read history). ``token_channel``: the channel a subscribe token opens.
+
+    With auth on, every read needs a token: a public namespace is open to any user, not to
+    anyone (a request without a token over SSE, say).
+    """
     if not auth_enabled or token_channel == channel.full:
         return True
+    if identity.user is None:
+        return False
     if namespace.name == JOB_NAMESPACE:
-        return identity.user is not None and identity.user == job_owner
+        return identity.user == job_owner
     return identity.grants(channel) if namespace.private else True
 
 

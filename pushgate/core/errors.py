@@ -21,6 +21,9 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002  # sent by the WebSocket layer: a frame breaks RFC 6455
+    UNSUPPORTED_DATA = 1003
+    INVALID_DATA = 1007  # sent by the WebSocket layer: a text frame is not UTF-8
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
@@ -52,6 +55,9 @@ class ClosePolicy:
 CLOSE_POLICY: dict[CloseCode, ClosePolicy] = {
     CloseCode.NORMAL: ClosePolicy("normal closure", Reconnect.NO),
     CloseCode.GOING_AWAY: ClosePolicy("going away", Reconnect.YES),
+    CloseCode.PROTOCOL_ERROR: ClosePolicy("a frame broke the WebSocket protocol", Reconnect.NO),
+    CloseCode.UNSUPPORTED_DATA: ClosePolicy("binary frames are not supported", Reconnect.NO),
+    CloseCode.INVALID_DATA: ClosePolicy("a text frame was not UTF-8", Reconnect.NO),
     CloseCode.MESSAGE_TOO_BIG: ClosePolicy("a message was too big", Reconnect.NO),
     CloseCode.INTERNAL_ERROR: ClosePolicy("internal error", Reconnect.YES),
     CloseCode.SERVICE_RESTART: ClosePolicy("service restart", Reconnect.YES),
@@ -116,8 +122,14 @@ class ErrorKind(ErrorSpec, Enum):
     INVALID_CHANNEL         = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
     INVALID_LAST_EVENT_ID   = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
     INVALID_IDEMPOTENCY_KEY = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
+    # JSON text other parsers cannot read the same: NaN, Infinity, numbers beyond a double's
+    # range, lone surrogates (see ``wire.parse_json``).
+    INVALID_JSON_VALUE      = (422, _R.INVALID_PARAMS,    _C.BAD_REQUEST,          False)
     BODY_TOO_LARGE          = (413, _R.INVALID_REQUEST,   _C.MESSAGE_TOO_BIG,      False)
     UNSUPPORTED_MEDIA_TYPE  = (415, _R.INVALID_REQUEST,   _C.BAD_REQUEST,          False)
+    # HTTP only, before the app sees a request (``gateway.request_head``) or while reading a body.
+    REQUEST_TIMEOUT         = (408, _R.INVALID_REQUEST,   _C.BAD_REQUEST,          False)
+    HEADERS_TOO_LARGE       = (431, _R.INVALID_REQUEST,   _C.BAD_REQUEST,          False)
     UNAUTHORIZED            = (401, _R.UNAUTHORIZED,      _C.UNAUTHORIZED,         False)
     PERMISSION_DENIED       = (403, _R.PERMISSION_DENIED, _C.UNAUTHORIZED,         False)
     FORBIDDEN               = (403, _R.PERMISSION_DENIED, _C.FORBIDDEN,            False)
@@ -146,7 +158,7 @@ class PushgateError(Exception):
     """A refusal any transport can report the way its protocol says (see ``ErrorKind``).
 
     ``data`` travels as the JSON-RPC error's ``data``; ``closes`` ends the socket it happened on
-    with the kind's close code, right after the answer.
+    with the kind's close code, right after the answer (over HTTP: the connection).
     """
 
     def __init__(

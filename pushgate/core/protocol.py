@@ -16,6 +16,8 @@ from pushgate.core.channels import Channel, ChannelNameError, Identity, parse_ch
 from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.wire import (
     OffsetKey,
+    lenient_json,
+    parse_json,
     parse_offset,
     validate_request_id,
     validate_url,
@@ -50,10 +52,22 @@ class Request:
 
 
 def parse_request(text: str | bytes) -> Request:
+    """The request a frame holds. A frame that is JSON but holds a value strict parsers refuse
+    (NaN, say) is answered with its id, so the client knows which call failed."""
     try:
-        message = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(ErrorKind.PARSE_ERROR, f"frame is not valid JSON: {exc}") from None
+        message = parse_json(text, "frame")
+    except PushgateError as exc:
+        if exc.kind is not ErrorKind.INVALID_JSON_VALUE:
+            raise RequestError(ErrorKind.PARSE_ERROR, exc.message) from None
+        try:
+            refused = lenient_json(text)
+        except (ValueError, RecursionError):
+            raise RequestError(ErrorKind.PARSE_ERROR, exc.message) from None
+        raise RequestError(exc.kind, exc.message, _request_from(refused).id) from None
+    return _request_from(message)
+
+
+def _request_from(message: object) -> Request:
     if not isinstance(message, dict):
         raise RequestError(
             ErrorKind.INVALID_REQUEST, "a frame must hold one JSON-RPC request object"

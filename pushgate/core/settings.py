@@ -83,6 +83,10 @@ class LimitSettings:
     """Bounds on what one request, connection or client may cost a gateway (docs/protocol.md)."""
 
     max_body_bytes: int = _env("MAX_BODY_BYTES", 64 * 1024)
+    # Slow clients hold a connection each: a request's head must arrive this many seconds after
+    # the connection opened (or the previous response), then its body within the second bound.
+    header_timeout: float = _env("HEADER_TIMEOUT", 10.0, positive=True)
+    body_timeout: float = _env("BODY_TIMEOUT", 30.0, positive=True)
     max_message_bytes: int = _env("MAX_MESSAGE_BYTES", 64 * 1024, positive=True)
     max_subscriptions: int = _env("MAX_SUBSCRIPTIONS", 100)
     # uvicorn's --limit-concurrency does not count WebSockets: the app caps them itself.

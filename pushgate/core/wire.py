@@ -6,9 +6,11 @@ Pure functions and value types only; no I/O, so all of it is unit-tested without
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import struct
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,7 +18,10 @@ from pushgate.core.errors import ErrorKind, PushgateError
 
 MAX_URL_LENGTH = 2048
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-_OFFSET = re.compile(r"(\d{1,20})-(\d{1,20})")
+# ASCII digits only: ``\d`` would take other scripts' digits, which int() reads and Redis does not.
+_OFFSET = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+# A Redis stream id is two unsigned 64-bit numbers; nothing can follow the largest one.
+_U64_MAX = 2**64 - 1
 # Whitespace or control characters anywhere in a URL are a client mistake, never intended.
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 
@@ -29,6 +34,13 @@ MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125
 def close_reason(text: str) -> str:
     """``text`` cut to fit a close frame, on a character boundary."""
     return text.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+
+
+def frame_size(message: Mapping[str, Any]) -> int:
+    """Bytes of the frame in an ASGI ``websocket.receive`` message, text or binary: limits are in
+    bytes, and a text frame's characters take one to four each."""
+    text = message.get("text")
+    return len(text.encode()) if text is not None else len(message.get("bytes") or b"")
 
 
 def new_request_id() -> str:
@@ -75,13 +87,109 @@ def job_ws_path(request_id: str) -> str:
 
 
 def parse_offset(value: str) -> OffsetKey:
-    """Parse a stream id ``<ms>-<seq>`` into a tuple that orders like the stream does."""
+    """Parse a stream id ``<ms>-<seq>`` into a tuple that orders like the stream does.
+
+    Both parts are unsigned 64-bit numbers, as in Redis, and the id must have a successor: every
+    offset a client sends is one to read after.
+    """
     match = _OFFSET.fullmatch(value)
     if match is None:
         raise PushgateError(
             ErrorKind.INVALID_OFFSET, "offset must look like <milliseconds>-<sequence>"
         )
-    return int(match[1]), int(match[2])
+    key = int(match[1]), int(match[2])
+    if max(key) > _U64_MAX or key == (_U64_MAX, _U64_MAX):
+        raise PushgateError(
+            ErrorKind.INVALID_OFFSET,
+            f"offset parts are unsigned 64-bit numbers, not both {_U64_MAX} (no id follows it)",
+        )
+    return key
+
+
+# Strict JSON: what every other parser reads the same way as Python does.
+
+MAX_JSON_DEPTH = 64
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _NotJsonError(Exception):
+    """A value Python reads but no strict JSON parser does (raised from inside the decoder)."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NotJsonError(f"the number {text[:32]} is beyond the range of a double")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _NotJsonError(f"{text} is not a JSON value")
+
+
+_STRICT = json.JSONDecoder(parse_float=_finite, parse_constant=_constant)
+
+
+def parse_json(raw: str | bytes, subject: str) -> Any:
+    """``raw`` as JSON (RFC 8259), refusing what other parsers would read differently or not at
+    all: ``MALFORMED_JSON`` for text that is not JSON (not UTF-8, a syntax error, nested deeper
+    than ``MAX_JSON_DEPTH``, an integer of more digits than Python reads), ``INVALID_JSON_VALUE``
+    for NaN, Infinity, numbers beyond a double's range and lone surrogates. ``subject`` names
+    the text in messages ("request body", "frame").
+    """
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        value = _STRICT.decode(text)
+    except _NotJsonError as exc:
+        raise PushgateError(ErrorKind.INVALID_JSON_VALUE, f"{subject}: {exc}") from None
+    except RecursionError:
+        raise _too_deep(subject) from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError and int()'s digit limit
+        raise PushgateError(
+            ErrorKind.MALFORMED_JSON, f"{subject} is not valid JSON: {exc}"
+        ) from None
+    _check_tree(value, text, subject)
+    return value
+
+
+def lenient_json(text: str | bytes) -> Any:
+    """``text`` as Python reads JSON, for finding out what a refused document was about (the id
+    of a JSON-RPC request, say); never use the values themselves."""
+    return json.loads(text)
+
+
+def _check_tree(value: Any, text: str, subject: str) -> None:
+    # Walk the tree only when the text could hold what is looked for: most texts are small.
+    deep = text.count("[") + text.count("{") > MAX_JSON_DEPTH
+    surrogates = _SURROGATE_ESCAPE.search(text) is not None
+    if not (deep or surrogates):
+        return
+    for node, depth in _nodes(value):
+        if depth > MAX_JSON_DEPTH and isinstance(node, dict | list):
+            raise _too_deep(subject)
+        if surrogates and isinstance(node, str) and _SURROGATE.search(node):
+            message = f"{subject} holds a lone surrogate, which is not a Unicode character"
+            raise PushgateError(ErrorKind.INVALID_JSON_VALUE, message)
+
+
+def _nodes(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value and object key in ``value``, with its depth (``value`` itself is at 1)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        yield node, depth
+        if isinstance(node, dict):
+            stack.extend((key, depth + 1) for key in node)
+            stack.extend((item, depth + 1) for item in node.values())
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+
+
+def _too_deep(subject: str) -> PushgateError:
+    return PushgateError(
+        ErrorKind.MALFORMED_JSON, f"{subject} is nested deeper than {MAX_JSON_DEPTH} levels"
+    )
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -69,6 +69,53 @@ def test_rejected_connection_tokens(token: str) -> None:
         Authenticator(AuthSettings(jwt_secret=(SECRET,))).identify(token)
 
 
+def raw_hs256(payload: str, secret: str = SECRET) -> str:
+    """A token whose payload is any JSON text: PyJWT refuses to encode claims of wrong types."""
+
+    def part(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + b"." + part(payload.encode())
+    digest = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + part(digest)).decode()
+
+
+NOW = int(time.time())
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        f'{{"sub": "a", "exp": "{NOW + 3600}"}}',  # PyJWT int()s it, then hands back the string
+        '{"sub": "a", "exp": true}',
+        '{"sub": "a", "exp": 1e400}',
+        '{"sub": "a", "exp": 1' + "0" * 400 + "}",  # an int, but beyond any date
+        '{"sub": "a", "nbf": "0"}',
+        '{"sub": "a", "nbf": false}',
+        '{"sub": "a", "iat": "0"}',
+        '{"sub": "a", "iss": 5}',
+        '{"sub": "a", "iss": ["x"]}',
+        '{"sub": "a", "jti": 5}',
+        '{"sub": "\\ud800"}',
+        '{"sub": "a", "channels": ["\\udc00"]}',
+        '{"sub": "a", "channels": [1]}',
+        '{"sub": "a", "channels": {"team:*": true}}',
+    ],
+)
+def test_claims_of_the_wrong_type_are_refused(payload: str) -> None:
+    with pytest.raises(AuthError):
+        Authenticator(AuthSettings(jwt_secret=(SECRET,))).identify(raw_hs256(payload))
+
+
+def test_claims_of_the_right_types_pass() -> None:
+    now = int(time.time())
+    payload = json.dumps(
+        {"sub": "a", "exp": now + 60.5, "nbf": now - 1, "iat": now, "iss": "me", "jti": "j1"}
+    )
+    identity = Authenticator(AuthSettings(jwt_secret=(SECRET,))).identify(raw_hs256(payload))
+    assert identity.expires_at == now + 60
+
+
 def test_missing_token_is_an_error_only_when_auth_is_on() -> None:
     with pytest.raises(AuthError):
         Authenticator(AuthSettings(jwt_secret=(SECRET,))).identify(None)

@@ -71,6 +71,13 @@ def test_job_channels_are_readable_by_owner_or_token_only() -> None:
     assert may_subscribe(JOB, channel, Identity(None), auth_enabled=False)
 
 
+def test_public_namespaces_need_a_user_when_auth_is_on() -> None:
+    room = Channel("chat", "a")
+    assert may_subscribe(CHAT, room, ALICE, auth_enabled=True)
+    assert not may_subscribe(CHAT, room, Identity(None), auth_enabled=True)
+    assert may_subscribe(CHAT, room, Identity(None), auth_enabled=False)
+
+
 def test_private_namespaces_need_the_channels_claim() -> None:
     room = Channel("team", "red")
     assert not may_subscribe(PRIVATE, room, ALICE, auth_enabled=True)

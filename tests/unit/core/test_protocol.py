@@ -72,6 +72,53 @@ def test_parse_error(text: str | bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        '{"jsonrpc":"2.0","id":' + "1" * 5000 + ',"method":"ping"}',
+        '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":' + "[" * 3000 + "]" * 3000 + "}}",
+        '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":' + "[" * 64 + "]" * 64 + "}}",
+    ],
+)
+def test_frames_too_deep_or_with_huge_integers_are_parse_errors(text: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_request(text)
+    assert caught.value.kind is ErrorKind.PARSE_ERROR
+    assert caught.value.request_id is None
+
+
+@pytest.mark.parametrize(
+    ("text", "request_id"),
+    [
+        ('{"jsonrpc":"2.0","id":7,"method":"publish","params":{"data":NaN}}', 7),
+        ('{"jsonrpc":"2.0","id":"x","method":"publish","params":{"data":[1e400]}}', "x"),
+        ('{"jsonrpc":"2.0","id":8,"method":"submit","params":{"url":"http://a/\\ud800"}}', 8),
+        ('{"jsonrpc":"2.0","method":"publish","params":{"data":-Infinity}}', None),
+    ],
+)
+def test_values_strict_parsers_refuse_are_invalid_params_with_the_id(
+    text: str, request_id: object
+) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_request(text)
+    assert caught.value.kind is ErrorKind.INVALID_JSON_VALUE
+    assert caught.value.kind.rpc_code == -32602
+    assert caught.value.request_id == request_id
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"jsonrpc":"2.0","id":NaN,"method":"ping"}',  # no id to answer with
+        '{"jsonrpc":"1.0","id":3,"method":"ping","params":{"a":NaN}}',  # not a request at all
+    ],
+)
+def test_a_refused_value_in_a_broken_envelope_is_an_invalid_request(text: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_request(text)
+    assert caught.value.kind is ErrorKind.INVALID_REQUEST
+
+
+@pytest.mark.parametrize(
     ("message", "request_id"),
     [
         ([{"jsonrpc": "2.0", "id": 1, "method": "ping"}], None),  # batches are not supported

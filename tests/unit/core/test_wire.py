@@ -9,9 +9,11 @@ from pushgate.core.errors import PushgateError
 from pushgate.core.wire import (
     Publication,
     close_reason,
+    frame_size,
     job_channel,
     job_ws_path,
     new_request_id,
+    parse_json,
     parse_offset,
     text_frame,
     validate_request_id,
@@ -86,11 +88,82 @@ def test_offsets_order_numerically_not_lexically() -> None:
     assert parse_offset("1700000000000-5") == (1700000000000, 5)
 
 
-@pytest.mark.parametrize("value", ["", "1", "1-", "-1", "a-b", "1-2-3", "1.5-0", " 1-0"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "", "1", "1-", "-1", "a-b", "1-2-3", "1.5-0", " 1-0",
+        "18446744073709551616-0", "0-18446744073709551616", "99999999999999999999-0",
+        "18446744073709551615-18446744073709551615",  # a stream id, but nothing can follow it
+        "\u0661-\u0660", "\uff11-0",  # digits of other scripts: int() reads them, Redis does not
+    ],
+)  # fmt: skip
 def test_malformed_offsets(value: str) -> None:
     with pytest.raises(PushgateError) as caught:
         parse_offset(value)
     assert caught.value.code == "invalid_offset"
+
+
+def test_offsets_span_the_stream_id_range() -> None:
+    top = 2**64 - 1
+    assert parse_offset(f"{top}-0") == (top, 0)
+    assert parse_offset(f"0-{top}") == (0, top)
+    assert parse_offset(f"{top}-{top - 1}") == (top, top - 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("NaN", "invalid_json_value"),
+        ('{"a": [Infinity]}', "invalid_json_value"),
+        ("-Infinity", "invalid_json_value"),
+        ("1e400", "invalid_json_value"),
+        ("-" + "9" * 400 + ".0", "invalid_json_value"),  # a float by its dot, beyond a double
+        ('"\\ud800"', "invalid_json_value"),
+        ('{"\\udc00": 1}', "invalid_json_value"),
+        ('["a", {"b": "x\\uDFFFy"}]', "invalid_json_value"),
+        ("[" * 65 + "]" * 65, "malformed_json"),
+        ("[" * 30000 + "]" * 30000, "malformed_json"),
+        ("1" * 5000, "malformed_json"),
+        (b'"\xed\xa0\x80"', "malformed_json"),  # a surrogate, UTF-8 encoded: not UTF-8
+        (b"\xff", "malformed_json"),
+        ("{", "malformed_json"),
+    ],
+)
+def test_parse_json_refuses_what_strict_parsers_would_not_read_alike(
+    text: str | bytes, code: str
+) -> None:
+    with pytest.raises(PushgateError) as caught:
+        parse_json(text, "body")
+    assert caught.value.code == code
+
+
+def nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("[" * 64 + "]" * 64, nested(64)),
+        ('"\\ud83d\\ude00"', "\U0001f600"),  # a surrogate pair is one character
+        ('"\\ud7ff\\ue000"', "\ud7ff\ue000"),  # either side of the surrogates
+        ("1e308", 1e308),
+        ("1e-400", 0.0),
+        ("1" * 400, int("1" * 400)),
+        ('{"[": "{{{{"}', {"[": "{{{{"}),
+    ],
+)
+def test_parse_json_takes_strict_json(text: str, value: object) -> None:
+    assert parse_json(text, "body") == value
+
+
+def test_frame_sizes_are_bytes() -> None:
+    assert frame_size({"text": "\U0001f600" * 10}) == 40
+    assert frame_size({"bytes": b"abc"}) == 3
+    assert frame_size({"text": None, "bytes": None}) == 0
 
 
 def test_job_names() -> None:
