@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.delivery.direct import SERVER_SEND
 from gateway.delivery.hub import Hub
 from gateway.endpoints import health, pages, sse, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
@@ -39,7 +40,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         connection = PubSubConnection(
             resolved.redis_url, ping_interval=resolved.pubsub_ping_interval
         )
-        hub = Hub(connection, backend)
+        hub = Hub(
+            connection,
+            backend,
+            redis_timeout=resolved.redis_timeout,
+            position_check=resolved.position_check_seconds,
+        )
         await hub.start()
         try:
             yield {
@@ -74,14 +80,17 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
 def _with_realtime_socket(starlette: Starlette) -> ASGIApp:
     """Route ``WS /ws`` around Starlette's per-message wrappers: the hottest path of all gets
-    uvicorn's own ``send`` (see ``direct.py``); everything else, lifespan included, is Starlette.
+    uvicorn's own ``send`` (see ``direct.py``); everything else, lifespan included, is Starlette,
+    and its WebSocket endpoints find uvicorn's ``send`` in the scope.
     """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/ws":
             await ws_rpc.rpc_socket(scope, receive, send)
-        else:
-            await starlette(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # Starlette's endpoints get a wrapped send
+            scope[SERVER_SEND] = send
+        await starlette(scope, receive, send)
 
     return app
 

@@ -8,13 +8,17 @@ while the connection is open and writable, so ordering and backpressure stay the
 
 While the hub hands out one batch of publications, writes are corked: each socket then gets all
 of its frames from that batch in one write, one system call instead of one per publication.
+
+The same protocol object lets the outbox close a socket whose client stopped reading without
+waiting for it (``Transport.close_now``), which uvicorn's own close cannot: it waits until the
+socket is writable again.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
 
-from starlette.types import Send
+from starlette.types import Scope, Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 
@@ -44,6 +48,51 @@ class Cork:
             sink.flush()
 
 
+# Where the app keeps uvicorn's own ``send`` in a WebSocket's scope, for endpoints that Starlette
+# hands a wrapped one (``gateway.app``).
+SERVER_SEND = "pushgate.server_send"
+
+
+class Transport:
+    """uvicorn's sans-I/O connection behind an ASGI ``send``: what may be done to it at once."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+
+    @classmethod
+    def of(cls, send: Send | None) -> Transport | None:
+        protocol = getattr(send, "__self__", None)
+        return cls(protocol) if isinstance(protocol, WebSocketsSansIOProtocol) else None
+
+    @classmethod
+    def of_scope(cls, scope: Scope) -> Transport | None:
+        return cls.of(scope.get(SERVER_SEND))
+
+    def sink(self, cork: Cork) -> DirectSink | None:
+        """Direct writes, where safe: no extension negotiated (deflate compresses per socket)."""
+        return None if self._protocol.conn.extensions else DirectSink(self._protocol, cork)
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Queue the close frame behind whatever the socket still holds, without waiting for the
+        client to read: it gets every frame written so far, then the close. The app's
+        ``receive`` ends at once, as after uvicorn's own close; the connection is aborted if
+        the client has not answered the close within uvicorn's close timeout."""
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected or protocol.transport.is_closing():
+            return
+        protocol.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        protocol.conn.send_close(code, reason)
+        protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+        protocol.close_sent = True
+        if protocol.read_paused:  # read on, to see the client's answer to the close
+            protocol.read_paused = False
+            protocol.transport.resume_reading()
+        timeout = protocol.close_timeout
+        protocol.close_timer = protocol.loop.call_later(timeout, protocol.transport.abort)
+
+
 class DirectSink:
     __slots__ = ("_cork", "_pending", "_protocol")
 
@@ -51,14 +100,6 @@ class DirectSink:
         self._protocol = protocol
         self._cork = cork
         self._pending: list[bytes] = []
-
-    @classmethod
-    def of(cls, send: Send, cork: Cork) -> DirectSink | None:
-        """The sink behind uvicorn's ``send`` of an accepted socket, if writing to it is safe."""
-        protocol = getattr(send, "__self__", None)
-        if not isinstance(protocol, WebSocketsSansIOProtocol) or protocol.conn.extensions:
-            return None
-        return cls(protocol, cork)
 
     def write(self, frame: bytes) -> bool:
         """Write ``frame`` now (or with the cork) if the socket can take it; False: queue it."""

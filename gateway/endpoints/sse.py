@@ -17,7 +17,7 @@ from starlette.routing import Route
 from gateway.access import origin_allowed
 from gateway.channel_access import authorize_request
 from gateway.delivery.feed import Feed
-from gateway.delivery.subscribe import subscribe_feed
+from gateway.delivery.subscribe import from_redis, subscribe_feed
 from gateway.services import Services, services
 from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
 from pushgate.core.errors import ErrorKind, PushgateError
@@ -47,7 +47,7 @@ async def sse(request: Request) -> StreamingResponse:
 async def _events(svc: Services, channel: Channel, last_id: str | None) -> AsyncIterator[str]:
     queue: asyncio.Queue[Publication | None] = asyncio.Queue(svc.settings.limits.ws_queue_size)
 
-    def overflow() -> None:  # a slow reader ends its stream; EventSource resumes from its id
+    def overflow() -> None:
         while not queue.empty():
             queue.get_nowait()
         queue.put_nowait(None)
@@ -58,13 +58,13 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
         except asyncio.QueueFull:
             overflow()
 
-    feed = Feed(
-        forward, after=None, held_limit=svc.settings.limits.ws_queue_size, overflow=overflow
-    )
+    # Overflowing, or dropped by the hub: the stream ends, and EventSource resumes from its id.
+    limit = svc.settings.limits.ws_queue_size
+    feed = Feed(forward, after=None, held_limit=limit, overflow=overflow, on_lost=overflow)
     await subscribe_feed(svc, channel.full, feed)
     try:
         yield "retry: 2000\n\n"
-        missed, floor, recovered = await _start(svc, channel, last_id)
+        missed, floor, recovered = await from_redis(svc, _start(svc, channel, last_id))
         if not recovered:
             yield "event: unrecovered\ndata: {}\n\n"
         feed.go_live(missed, floor=floor)

@@ -151,6 +151,12 @@ class Settings:
     redis_url: str = _env("REDIS_URL", "redis://localhost:6379/0")
     # Redis pub/sub liveness: the gateway pings its pub/sub connection when idle this long.
     pubsub_ping_interval: float = _env("PUBSUB_PING_INTERVAL", 5.0)
+    # Bound on each Redis call a subscribing client waits for (and on each catch-up read): past
+    # it the client is answered "unavailable, retry" instead of waiting on a Redis that hangs.
+    redis_timeout: float = _env("REDIS_TIMEOUT", 1.5)
+    # How often the hub compares each live channel's newest offset in Redis with the newest it
+    # handed out, to find a publication nobody here got (0: never).
+    position_check_seconds: float = _env("POSITION_CHECK_SECONDS", 10.0)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     history: HistorySettings = field(default_factory=HistorySettings)

@@ -31,6 +31,16 @@ def close_reason(text: str) -> str:
     return text.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
+RESUBSCRIBE_REASON = "the gateway may have missed publications; subscribe again with since"
+
+
+def resubscribe_frame(channel: str) -> str:
+    """The ``resubscribe`` notification of ``WS /ws`` (docs/protocol.md, "Delivery"): the
+    server dropped the subscription, which resumes with ``since`` = the last publication."""
+    params = {"channel": channel, "reason": RESUBSCRIBE_REASON}
+    return json.dumps({"jsonrpc": "2.0", "method": "resubscribe", "params": params})
+
+
 def new_request_id() -> str:
     """An unguessable id: 128 random bits, URL-safe, within the request-id alphabet."""
     return secrets.token_urlsafe(16)
