@@ -8,7 +8,7 @@ when that part of the history is gone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -19,6 +19,7 @@ from gateway.channel_access import authorize_request
 from gateway.delivery.feed import Feed
 from gateway.delivery.subscribe import from_redis, subscribe_feed
 from gateway.services import Services, services
+from pushgate.broker.store import Backend, Replay
 from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
 from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.events import is_terminal
@@ -78,15 +79,23 @@ async def _start(
     svc: Services, channel: Channel, last_id: str | None
 ) -> tuple[list[Publication], str | None, bool]:
     """What to send first: (publications, offset to start after, whether nothing was lost)."""
+    replay = await _first_read(svc.backend, channel, last_id)
+    svc.hub.note_position(channel.full, replay.epoch, replay.offset)  # the hub learns its epoch
     if last_id is not None:
-        replay = await svc.backend.replay(channel.full, after=last_id, since_epoch=None)
         if replay.recovered:
             return replay.publications, last_id, True
         return [], replay.offset, False
+    if channel.namespace == JOB_NAMESPACE:
+        return replay.publications, None, True
+    return [], replay.offset, True
+
+
+def _first_read(backend: Backend, channel: Channel, last_id: str | None) -> Awaitable[Replay]:
+    if last_id is not None:
+        return backend.replay(channel.full, after=last_id, since_epoch=None)
     if channel.namespace == JOB_NAMESPACE:  # a job's stream tells its whole story
-        return await svc.backend.history(channel.full), None, True
-    newest = await svc.backend.latest(channel.full, 1)
-    return [], newest.offset, True
+        return backend.replay(channel.full)
+    return backend.latest(channel.full, 1)
 
 
 async def _drain(queue: asyncio.Queue[Publication | None]) -> AsyncIterator[str]:

@@ -85,7 +85,9 @@ async def _stream(
     feed = outbox.feed(forward, after=after, on_lost=lost)
     await subscribe_feed(svc, channel, feed)
     try:
-        feed.go_live(await from_redis(svc, svc.backend.history(channel, after=since)))
+        replay = await from_redis(svc, svc.backend.replay(channel, after=since))
+        svc.hub.note_position(channel, replay.epoch, replay.offset)
+        feed.go_live(replay.publications)
         if finished:
             # The terminal event was in history; if it was not sent, `since` was past it.
             outbox.finish(CloseCode.NORMAL, "job finished")

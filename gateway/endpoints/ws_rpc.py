@@ -245,6 +245,7 @@ class RpcConnection:
         except BaseException:
             self._unsubscribe(channel)
             raise
+        svc.hub.note_position(channel.full, replay.epoch, replay.offset)
         result: Result = {"channel": channel.full, "epoch": replay.epoch, "offset": replay.offset}
         result["recovered"] = replay.recovered
         if replay.recovered:

@@ -300,16 +300,16 @@ async def watch(
     return watcher
 
 
-async def settle(watchers: Sequence[Watcher], publisher: Publisher) -> None:
-    """Wait until every watcher has got its channel's newest acknowledged publication."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            newest = {a.channel: (a.epoch, a.offset) for a in publisher.acked}
-            if all(
-                w.got and (w.got[-1][0], w.got[-1][1]) == newest.get(w.channel) for w in watchers
-            ):
-                return
-            await asyncio.sleep(0.05)
+async def settle(watchers: Sequence[Watcher], publisher: Publisher) -> bool:
+    """Wait (bounded) until every watcher has got its channel's newest acknowledged publication;
+    False if some had not by then (``check`` then counts what they lack)."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        newest = {a.channel: (a.epoch, a.offset) for a in publisher.acked}
+        if all(w.got and (w.got[-1][0], w.got[-1][1]) == newest.get(w.channel) for w in watchers):
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def stop_watchers(watchers: Sequence[Watcher]) -> None:

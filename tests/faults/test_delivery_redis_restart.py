@@ -51,9 +51,9 @@ async def test_redis_restart_is_recovered_or_told(
         for client, watcher in zip(clients, watchers, strict=True):
             await client.connect()
             await watch(client, watcher)
-        publisher = Publisher(redis.url, channels, rate=30).start()
         async with PushgateClient(urls[0]) as leaving:
             await watch(leaving, away)
+            publisher = Publisher(redis.url, channels, rate=30).start()
             await publisher.wait_acked(30)
             await settle([away], publisher)
         await stop_watchers([away])
