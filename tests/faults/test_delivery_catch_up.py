@@ -14,8 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.delivery.hub import Hub
+from pushgate.broker.keys import history_key, meta_key
 from pushgate.broker.pubsub import PubSubConnection
-from pushgate.broker.store import Backend
+from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port
 from pushgate.cli.redis_server import RedisServer
 from pushgate.client import PushgateClient
@@ -148,3 +149,52 @@ async def test_a_catch_up_that_cannot_read_the_history_tells_its_subscribers(
     assert recorder.lost_at is not None
     assert missed not in recorder.offsets
     assert later not in recorder.offsets  # nothing after a hole: it was told instead
+
+
+async def test_a_catch_up_past_the_trimmed_history_tells_its_subscribers(
+    redis_server: RedisServer, request: pytest.FixtureRequest
+) -> None:
+    """Publications that reached a capped history but not the hub, so many that the cap dropped
+    some: the position check finds them, the catch-up cannot cover them, the subscriber is told."""
+    channel = f"hubtrim:{uuid.uuid4().hex}"
+    client = aioredis.Redis.from_url(redis_server.url)
+    backend = Backend(client, jobs=POLICY)
+    connection = PubSubConnection(redis_server.url, ping_interval=0.5)
+    hub = Hub(connection, backend, position_check=0.2)
+    await hub.start()
+    recorder = Recorder()
+    try:
+        async with asyncio.timeout(WAIT):
+            while not hub.connected:
+                await asyncio.sleep(0.01)
+            await hub.subscribe(channel, recorder)
+            first, _ = await backend.publish(channel, 0, HistoryPolicy(size=3, ttl=60))
+            while not recorder.offsets:
+                await asyncio.sleep(0.01)
+        # Five into the history (capped at 3), never published, as the publish script would
+        # leave them: the oldest dropped, and the trimmed mark on the newest of those dropped.
+        ids = [first]
+        for n in range(1, 6):
+            entry = await client.xadd(
+                history_key(channel), {"d": str(n)}, maxlen=3, approximate=False
+            )
+            ids.append(entry.decode())
+        await client.hset(meta_key(channel), "trimmed", ids[2])
+        silent_at = time.monotonic()
+        deadline = silent_at + 10.0
+        while recorder.lost_at is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        await hub.stop()
+        await client.aclose()
+    report(
+        request,
+        "publications the hub never got, partly trimmed away (position check every 0.2 s)",
+        [
+            ("offsets handed to the subscriber", len(recorder.offsets)),
+            ("told after (s)",
+             None if recorder.lost_at is None else round(recorder.lost_at - silent_at, 3)),
+        ],
+    )  # fmt: skip
+    assert recorder.offsets == [first]
+    assert recorder.lost_at is not None
