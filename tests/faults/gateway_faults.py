@@ -15,8 +15,8 @@ import resource
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from gateway.delivery.hub import Hub
+from pushgate.broker.pubsub import PubSubConnection
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port, spawn, stop
 from pushgate.cli.redis_server import find_redis_server
@@ -47,6 +49,27 @@ def report(request: pytest.FixtureRequest, title: str, rows: Sequence[tuple[str,
     reporter.ensure_newline()
     for line in lines:
         reporter.write_line(line)
+
+
+async def until(condition: Callable[[], object], seconds: float = WAIT) -> float:
+    """Seconds until ``condition()`` holds; TimeoutError after ``seconds``."""
+    started = time.monotonic()
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+@asynccontextmanager
+async def running_hub(redis_url: str, backend: Backend, **options: float) -> AsyncIterator[Hub]:
+    """An in-process hub on ``redis_url`` (its history reads go to ``backend``), connected."""
+    hub = Hub(PubSubConnection(redis_url, ping_interval=0.5), backend, **options)
+    await hub.start()
+    try:
+        await until(lambda: hub.connected)
+        yield hub
+    finally:
+        await hub.stop()
 
 
 def raise_fd_limit(needed: int) -> None:

@@ -6,6 +6,7 @@ whose history reads keep failing tells its subscribers instead of leaving a hole
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -13,9 +14,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.delivery.hub import Hub
 from pushgate.broker.keys import history_key, meta_key
-from pushgate.broker.pubsub import PubSubConnection
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port
 from pushgate.cli.redis_server import RedisServer
@@ -30,8 +29,10 @@ from tests.faults.gateway_faults import (
     gateways,
     killable_redis,
     report,
+    running_hub,
     settle,
     stop_watchers,
+    until,
     watch,
 )
 
@@ -108,30 +109,20 @@ async def test_a_catch_up_that_cannot_read_the_history_tells_its_subscribers(
     live = aioredis.Redis.from_url(redis_server.url)
     dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
     publisher = Backend(live, jobs=POLICY)
-    hub = Hub(PubSubConnection(redis_server.url, ping_interval=0.5), Backend(dead, jobs=POLICY))
-    await hub.start()
     recorder = Recorder()
     try:
-        async with asyncio.timeout(WAIT):
-            while not hub.connected:
-                await asyncio.sleep(0.01)
-        await hub.subscribe(channel, recorder)
-        first, _ = await publisher.publish(channel, 1, POLICY)
-        async with asyncio.timeout(WAIT):
-            while not recorder.offsets:
-                await asyncio.sleep(0.01)
-        await live.client_kill_filter(_type="pubsub")
-        missed, _ = await publisher.publish(channel, 2, POLICY)  # only the history has it
-        killed_at = time.monotonic()
-        async with asyncio.timeout(WAIT):
-            while not hub.connected:
-                await asyncio.sleep(0.01)
-        later, _ = await publisher.publish(channel, 3, POLICY)
-        deadline = time.monotonic() + 10.0
-        while recorder.lost_at is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        async with running_hub(redis_server.url, Backend(dead, jobs=POLICY)) as hub:
+            await hub.subscribe(channel, recorder)
+            first, _ = await publisher.publish(channel, 1, POLICY)
+            await until(lambda: recorder.offsets)
+            await live.client_kill_filter(_type="pubsub")
+            missed, _ = await publisher.publish(channel, 2, POLICY)  # only the history has it
+            killed_at = time.monotonic()
+            await until(lambda: hub.connected)
+            later, _ = await publisher.publish(channel, 3, POLICY)
+            with contextlib.suppress(TimeoutError):
+                await until(lambda: recorder.lost_at is not None, 10.0)
     finally:
-        await hub.stop()
         await live.aclose()
         await dead.aclose()
     hole = missed not in recorder.offsets and later in recorder.offsets
@@ -159,33 +150,25 @@ async def test_a_catch_up_past_the_trimmed_history_tells_its_subscribers(
     channel = f"hubtrim:{uuid.uuid4().hex}"
     client = aioredis.Redis.from_url(redis_server.url)
     backend = Backend(client, jobs=POLICY)
-    connection = PubSubConnection(redis_server.url, ping_interval=0.5)
-    hub = Hub(connection, backend, position_check=0.2)
-    await hub.start()
     recorder = Recorder()
     try:
-        async with asyncio.timeout(WAIT):
-            while not hub.connected:
-                await asyncio.sleep(0.01)
+        async with running_hub(redis_server.url, backend, position_check=0.2) as hub:
             await hub.subscribe(channel, recorder)
             first, _ = await backend.publish(channel, 0, HistoryPolicy(size=3, ttl=60))
-            while not recorder.offsets:
-                await asyncio.sleep(0.01)
-        # Five into the history (capped at 3), never published, as the publish script would
-        # leave them: the oldest dropped, and the trimmed mark on the newest of those dropped.
-        ids = [first]
-        for n in range(1, 6):
-            entry = await client.xadd(
-                history_key(channel), {"d": str(n)}, maxlen=3, approximate=False
-            )
-            ids.append(entry.decode())
-        await client.hset(meta_key(channel), "trimmed", ids[2])
-        silent_at = time.monotonic()
-        deadline = silent_at + 10.0
-        while recorder.lost_at is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+            await until(lambda: recorder.offsets)
+            # Five into the history (capped at 3), never published, as the publish script
+            # would leave them: the oldest dropped, the trimmed mark on the newest dropped.
+            ids = [first]
+            for n in range(1, 6):
+                entry = await client.xadd(
+                    history_key(channel), {"d": str(n)}, maxlen=3, approximate=False
+                )
+                ids.append(entry.decode())
+            await client.hset(meta_key(channel), "trimmed", ids[2])
+            silent_at = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await until(lambda: recorder.lost_at is not None, 10.0)
     finally:
-        await hub.stop()
         await client.aclose()
     report(
         request,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,7 +19,7 @@ from pushgate.broker.store import Backend
 from pushgate.cli.redis_server import RedisServer
 from pushgate.client import PushgateClient
 from pushgate.core import events
-from tests.faults.gateway_faults import POLICY, Acked, Watcher, check, report, watch
+from tests.faults.gateway_faults import POLICY, Acked, Watcher, check, report, until, watch
 from tests.stack import Gateway, Stack
 
 WAIT = 20.0
@@ -46,15 +45,6 @@ async def forget_history(redis_server: RedisServer, channel: str) -> None:
     client = aioredis.Redis.from_url(redis_server.url)
     await client.delete(history_key(channel), meta_key(channel))
     await client.aclose()
-
-
-async def until(condition: object, seconds: float = WAIT) -> float:
-    """Seconds until ``condition()`` holds (bounded)."""
-    started = time.monotonic()
-    async with asyncio.timeout(seconds):
-        while not condition():  # type: ignore[operator]
-            await asyncio.sleep(0.01)
-    return time.monotonic() - started
 
 
 async def test_rpc_subscribers_are_told_of_a_new_epoch(
