@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,16 +39,18 @@ POLICY = HistoryPolicy(size=1000, ttl=3600)
 
 
 def report(request: pytest.FixtureRequest, title: str, rows: Sequence[tuple[str, object]]) -> None:
-    """Print a test's figures as a two-column table, whether or not output is captured."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    """Print a test's figures as a two-column table on the terminal, past output capture."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
     width = max(len(name) for name, _ in rows)
     lines = [f"== {title}", *(f"  {name:<{width}}  {value}" for name, value in rows)]
-    if reporter is None:  # pragma: no cover - pytest always has one unless -p no:terminal
-        print("\n".join(lines))
-        return
-    reporter.ensure_newline()
-    for line in lines:
-        reporter.write_line(line)
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        if reporter is None:  # pragma: no cover - only without pytest's terminal plugin
+            print("\n".join(lines))
+            return
+        reporter.write("\n")  # after the progress dots
+        for line in lines:
+            reporter.write_line(line)
 
 
 async def until(condition: Callable[[], object], seconds: float = WAIT) -> float:
