@@ -185,6 +185,7 @@ class Publisher:
         self._period = 1.0 / rate
         self.acked: list[Acked] = []
         self.failures = 0
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> Publisher:
@@ -193,7 +194,7 @@ class Publisher:
 
     async def _run(self) -> None:
         n = 0
-        while True:
+        while not self._stopping:
             channel = self._channels[n % len(self._channels)]
             data: dict[str, Any] = {"n": n}
             if self._pad.get(channel):
@@ -216,9 +217,12 @@ class Publisher:
                 await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
+        # A flag as well as a cancel: redis-py can swallow a cancellation that lands while its
+        # connection is being killed, and the loop would then go on.
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait([self._task], timeout=WAIT)
         await self._redis.aclose()
 
 
@@ -330,8 +334,10 @@ async def settle(watchers: Sequence[Watcher], publisher: Publisher) -> bool:
     False if some had not by then (``check`` then counts what they lack)."""
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
+        # The newest acknowledged, not the newest got: a publication whose answer was lost
+        # (its connection killed) may come after it.
         newest = {a.channel: (a.epoch, a.offset) for a in publisher.acked}
-        if all(w.got and (w.got[-1][0], w.got[-1][1]) == newest.get(w.channel) for w in watchers):
+        if all(newest.get(w.channel) in {(e, o) for e, o, _n in w.got} for w in watchers):
             return True
         await asyncio.sleep(0.05)
     return False

@@ -22,6 +22,7 @@ READERS = 199
 # to stall for SEND_TIMEOUT after that; below uvicorn's 20 s ping timeout.
 STALL = 12.0
 BULK_BYTES = 50_000
+CLOSE_TIMEOUT = 10.0  # uvicorn's: how long a close waits for the client's answer
 
 
 def got_offsets(client: RawRpc, channel: str) -> list[str]:
@@ -88,6 +89,10 @@ async def test_slow_consumer_is_closed_4408_and_resumes_exactly(
             slow = await sockets.enter_async_context(rpc(url, receive_buffer=4096))
             for channel in (fan, bulk):
                 await slow.result("subscribe", {"channel": channel})
+            # Never reads again: once the close has waited for it for uvicorn's close timeout,
+            # the gateway drops the connection.
+            stuck = await sockets.enter_async_context(rpc(url, receive_buffer=4096))
+            await stuck.result("subscribe", {"channel": bulk})
             readers = [await sockets.enter_async_context(rpc(url)) for _ in range(READERS)]
             for reader in readers:
                 await reader.result("subscribe", {"channel": fan})
@@ -119,6 +124,9 @@ async def test_slow_consumer_is_closed_4408_and_resumes_exactly(
                 )
             missed = [a for c in (fan, bulk) for a in after_last(slow, c, publisher.of(c))]
             replay = await publications_within(again, len(missed), 10.0)
+        stuck_deadline = stalled_at + STALL + SEND_TIMEOUT + CLOSE_TIMEOUT + 2.0
+        await asyncio.sleep(max(0.0, stuck_deadline - time.monotonic()))
+        stuck_code, _ = await read_for(stuck, 5.0)
 
     report(
         request,
@@ -126,6 +134,7 @@ async def test_slow_consumer_is_closed_4408_and_resumes_exactly(
         [
             ("send timeout (s)", SEND_TIMEOUT),
             ("slow client's close code", code),
+            ("never-reading client, after send + close timeouts", stuck_code),
             ("close reason", reason),
             ("publications it got before the close (fan, bulk)",
              (len(got_offsets(slow, fan)), len(slow_bulk))),
@@ -140,6 +149,7 @@ async def test_slow_consumer_is_closed_4408_and_resumes_exactly(
         ],
     )  # fmt: skip
     assert code == 4408
+    assert stuck_code == 1006  # reset: no close frame could reach it
     assert gaps == {fan: 0, bulk: 0}
     assert short == []
     assert all(resumed[c]["recovered"] is True for c in (fan, bulk))
