@@ -46,7 +46,10 @@ async def sse(request: Request) -> StreamingResponse:
 
 
 async def _events(svc: Services, channel: Channel, last_id: str | None) -> AsyncIterator[str]:
-    queue: asyncio.Queue[Publication | None] = asyncio.Queue(svc.settings.limits.ws_queue_size)
+    limit = svc.settings.limits.ws_queue_size
+    # Bounded by hand, for live events only: the replay a stream starts with may be longer.
+    queue: asyncio.Queue[Publication | None] = asyncio.Queue()
+    bounded = False
 
     def overflow() -> None:
         while not queue.empty():
@@ -54,13 +57,12 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
         queue.put_nowait(None)
 
     def forward(publication: Publication) -> None:
-        try:
-            queue.put_nowait(publication)
-        except asyncio.QueueFull:
+        if bounded and queue.qsize() >= limit:
             overflow()
+        else:
+            queue.put_nowait(publication)
 
     # Overflowing, or dropped by the hub: the stream ends, and EventSource resumes from its id.
-    limit = svc.settings.limits.ws_queue_size
     feed = Feed(forward, after=None, held_limit=limit, overflow=overflow, on_lost=overflow)
     await subscribe_feed(svc, channel.full, feed)
     try:
@@ -69,6 +71,7 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
         if not recovered:
             yield "event: unrecovered\ndata: {}\n\n"
         feed.go_live(missed, floor=floor)
+        bounded = True
         async for event in _drain(queue):
             yield event
     finally:
