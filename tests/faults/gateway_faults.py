@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import resource
+import socket
 import subprocess
 import tempfile
 import time
@@ -72,6 +73,16 @@ async def running_hub(redis_url: str, backend: Backend, **options: float) -> Asy
         yield hub
     finally:
         await hub.stop()
+
+
+def tiny_socket(port: int) -> socket.socket:
+    """A connected client socket whose receive buffer stays at 4 KiB, so that a client that
+    stops reading pushes back on the gateway after kilobytes, not megabytes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
 
 
 def raise_fd_limit(needed: int) -> None:

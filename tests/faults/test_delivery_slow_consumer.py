@@ -11,9 +11,10 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
+import websockets
 
 from pushgate.cli.redis_server import RedisServer
-from tests.faults.gateway_faults import Acked, Publisher, gateways, key, report
+from tests.faults.gateway_faults import Acked, Publisher, gateways, key, report, tiny_socket
 from tests.rpc import RawRpc, rpc
 
 SEND_TIMEOUT = 2.0
@@ -89,9 +90,16 @@ async def test_slow_consumer_is_closed_4408_and_resumes_exactly(
             slow = await sockets.enter_async_context(rpc(url, receive_buffer=4096))
             for channel in (fan, bulk):
                 await slow.result("subscribe", {"channel": channel})
-            # Never reads again: once the close has waited for it for uvicorn's close timeout,
-            # the gateway drops the connection.
-            stuck = await sockets.enter_async_context(rpc(url, receive_buffer=4096))
+            # Never reads again, nor pings: once the close has waited for it for uvicorn's
+            # close timeout, only the gateway can end this connection.
+            stuck = RawRpc(
+                await sockets.enter_async_context(
+                    websockets.connect(
+                        f"{url}/ws", sock=tiny_socket(stack.gateways[0].port), max_queue=1,
+                        ping_interval=None,
+                    )
+                )
+            )  # fmt: skip
             await stuck.result("subscribe", {"channel": bulk})
             readers = [await sockets.enter_async_context(rpc(url)) for _ in range(READERS)]
             for reader in readers:
@@ -108,6 +116,9 @@ async def test_slow_consumer_is_closed_4408_and_resumes_exactly(
             for task in reading:
                 task.cancel()
             await asyncio.gather(*reading, return_exceptions=True)
+            stuck_deadline = stalled_at + STALL + SEND_TIMEOUT + CLOSE_TIMEOUT + 2.0
+            await asyncio.sleep(max(0.0, stuck_deadline - time.monotonic()))
+            stuck_code, _ = await read_for(stuck, 5.0)
 
         fan_acked, bulk_acked = publisher.of(fan), publisher.of(bulk)
         short = [r for r in readers if got_offsets(r, fan) != [a.offset for a in fan_acked]]
@@ -124,9 +135,6 @@ async def test_slow_consumer_is_closed_4408_and_resumes_exactly(
                 )
             missed = [a for c in (fan, bulk) for a in after_last(slow, c, publisher.of(c))]
             replay = await publications_within(again, len(missed), 10.0)
-        stuck_deadline = stalled_at + STALL + SEND_TIMEOUT + CLOSE_TIMEOUT + 2.0
-        await asyncio.sleep(max(0.0, stuck_deadline - time.monotonic()))
-        stuck_code, _ = await read_for(stuck, 5.0)
 
     report(
         request,

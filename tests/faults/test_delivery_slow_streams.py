@@ -18,21 +18,12 @@ import websockets
 from pushgate.broker.store import Backend
 from pushgate.cli.redis_server import RedisServer
 from pushgate.core import events
-from tests.faults.gateway_faults import POLICY, gateways, report
+from tests.faults.gateway_faults import POLICY, gateways, report, tiny_socket
 
 SEND_TIMEOUT = 2.0
 EVENTS = 120
 PAD = "x" * 50_000  # 6 MB in all: more than the socket buffers between gateway and client
 WAIT = 30.0
-
-
-def tiny_socket(port: int) -> socket.socket:
-    """A connected client socket whose receive buffer stays at 4 KiB."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.setblocking(False)
-    return sock
 
 
 @pytest.fixture
