@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket
 
 from gateway import request_head
 from gateway.delivery.connections import DRAIN_CODE, DRAIN_REASON, Connections
-from gateway.delivery.direct import check_fast_path_available
+from gateway.delivery.direct import SERVER_SEND, check_fast_path_available
 from gateway.delivery.hub import Hub
 from gateway.endpoints import health, openapi, pages, sse, status, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
@@ -57,7 +57,12 @@ def create_app(settings: Settings | None = None, connections: Connections | None
         connection = PubSubConnection(
             resolved.redis_url, ping_interval=resolved.pubsub_ping_interval
         )
-        hub = Hub(connection, backend)
+        hub = Hub(
+            connection,
+            backend,
+            redis_timeout=resolved.redis_timeout,
+            position_check=resolved.position_check_seconds,
+        )
         metrics.watch(
             lambda: len(connections), lambda: hub.channel_count, lambda: hub.subscriber_count
         )
@@ -105,9 +110,10 @@ def create_app(settings: Settings | None = None, connections: Connections | None
 
 def _with_realtime_socket(starlette: ASGIApp, connections: Connections) -> ASGIApp:
     """Route ``WS /ws`` around Starlette's per-message wrappers: the hottest path of all gets
-    uvicorn's own ``send`` (see ``direct.py``); everything else, lifespan included, is Starlette.
-    While draining, every new WebSocket is closed with 1012 right after the handshake (HTTP is
-    still served, so calls in flight finish).
+    uvicorn's own ``send`` (see ``direct.py``); everything else, lifespan included, is Starlette,
+    and its WebSocket endpoints find uvicorn's ``send`` in the scope. While draining, every new
+    WebSocket is closed with 1012 right after the handshake (HTTP is still served, so calls in
+    flight finish).
     """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,8 +121,10 @@ def _with_realtime_socket(starlette: ASGIApp, connections: Connections) -> ASGIA
             await _refuse(WebSocket(scope, receive, send))
         elif scope["type"] == "websocket" and scope["path"] == "/ws":
             await ws_rpc.rpc_socket(scope, receive, send)
-        else:
-            await starlette(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # Starlette's endpoints get a wrapped send
+            scope[SERVER_SEND] = send
+        await starlette(scope, receive, send)
 
     return app
 

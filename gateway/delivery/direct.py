@@ -8,6 +8,10 @@ while the connection is open and writable, so ordering and backpressure stay the
 
 While the hub hands out one batch of publications, writes are corked: each socket then gets all
 of its frames from that batch in one write, one system call instead of one per publication.
+
+The same protocol object lets the outbox close a socket whose client stopped reading without
+waiting for it (``Transport.close_now``), which uvicorn's own close cannot: it waits until the
+socket is writable again.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
-from starlette.types import Send
+from starlette.types import Scope, Send
 from uvicorn.protocols.websockets import auto
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -46,6 +50,51 @@ class Cork:
         dirty, self.dirty = self.dirty, []
         for sink in dirty:
             sink.flush()
+
+
+# Where the app keeps uvicorn's own ``send`` in a WebSocket's scope, for endpoints that Starlette
+# hands a wrapped one (``gateway.app``).
+SERVER_SEND = "pushgate.server_send"
+
+
+class Transport:
+    """uvicorn's sans-I/O connection behind an ASGI ``send``: what may be done to it at once."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+
+    @classmethod
+    def of(cls, send: Send | None) -> Transport | None:
+        protocol = getattr(send, "__self__", None)
+        return cls(protocol) if isinstance(protocol, WebSocketsSansIOProtocol) else None
+
+    @classmethod
+    def of_scope(cls, scope: Scope) -> Transport | None:
+        return cls.of(scope.get(SERVER_SEND))
+
+    def sink(self, cork: Cork) -> DirectSink | None:
+        """Direct writes, where safe: no extension negotiated (deflate compresses per socket)."""
+        return None if self._protocol.conn.extensions else DirectSink(self._protocol, cork)
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Queue the close frame behind whatever the socket still holds, without waiting for the
+        client to read: it gets every frame written so far, then the close. The app's
+        ``receive`` ends at once, as after uvicorn's own close; the connection is aborted if
+        the client has not answered the close within uvicorn's close timeout."""
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected or protocol.transport.is_closing():
+            return
+        protocol.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        protocol.conn.send_close(code, reason)
+        protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+        protocol.close_sent = True
+        if protocol.read_paused:  # read on, to see the client's answer to the close
+            protocol.read_paused = False
+            protocol.transport.resume_reading()
+        timeout = protocol.close_timeout
+        protocol.close_timer = protocol.loop.call_later(timeout, protocol.transport.abort)
 
 
 class DirectSink:
@@ -90,24 +139,19 @@ class DirectWrites:
         self.cork = Cork()
         self._warned = False
 
-    def sink_for(self, send: Send) -> DirectSink | None:
-        """The sink behind uvicorn's ``send`` of an accepted socket, if writing to it is safe."""
-        protocol = getattr(send, "__self__", None)
-        if isinstance(protocol, WebSocketsSansIOProtocol) and not protocol.conn.extensions:
-            return DirectSink(protocol, self.cork)
-        if not self._warned:
+    def sink_for(self, transport: Transport | None) -> DirectSink | None:
+        """The sink of an accepted socket's transport, if writing to it is safe."""
+        sink = transport.sink(self.cork) if transport is not None else None
+        if sink is None and not self._warned:
             self._warned = True
-            log.warning("direct-write fast path is off: %s", _why_not_direct(protocol))
-        return None
+            log.warning("direct-write fast path is off: %s", _why_not_direct(transport))
+        return sink
 
 
-def _why_not_direct(protocol: object) -> str:
-    if isinstance(protocol, WebSocketsSansIOProtocol):
-        return (
-            "permessage-deflate was negotiated (start uvicorn with --ws-per-message-deflate false)"
-        )
-    name = type(protocol).__name__
-    return f"uvicorn runs {name}, not websockets-sansio (start it with --ws auto)"
+def _why_not_direct(transport: Transport | None) -> str:
+    if transport is not None:
+        return "permessage-deflate was negotiated (run uvicorn with --ws-per-message-deflate false)"
+    return "uvicorn's WebSocket protocol is not websockets-sansio (start it with --ws auto)"
 
 
 def check_fast_path_available() -> None:

@@ -11,10 +11,12 @@ class Feed:
     """One client's view of one channel (a hub ``Subscriber``).
 
     Live events are held back until the history read after subscribing is spliced in front of
-    them; from then on each offset passes at most once, in increasing order.
+    them; from then on each offset passes at most once, in increasing order. When the hub drops
+    it (``lost``), ``on_lost`` runs once, after everything passed before: at once when live,
+    else right after ``go_live`` (so a client hears of it after its subscribe answer).
     """
 
-    __slots__ = ("_forward", "_held", "_held_limit", "_last", "_overflow")
+    __slots__ = ("_forward", "_held", "_held_limit", "_last", "_lost", "_on_lost", "_overflow")
 
     def __init__(
         self,
@@ -23,14 +25,19 @@ class Feed:
         after: OffsetKey | None,
         held_limit: int,
         overflow: Callable[[], None],
+        on_lost: Callable[[], None],
     ) -> None:
         self._forward = forward
         self._last = after
         self._held: list[Publication] | None = []
         self._held_limit = held_limit
         self._overflow = overflow
+        self._on_lost = on_lost
+        self._lost = False
 
     def deliver(self, publication: Publication) -> None:
+        if self._lost:
+            return
         if self._held is None:
             self._pass(publication)
         elif len(self._held) < self._held_limit:
@@ -49,6 +56,15 @@ class Feed:
             self._pass(publication)
         for publication in held:
             self._pass(publication)
+        if self._lost:
+            self._on_lost()
+
+    def lost(self) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        if self._held is None:
+            self._on_lost()
 
     def _pass(self, publication: Publication) -> None:
         if self._last is None or publication.key > self._last:

@@ -4,6 +4,12 @@ A channel is subscribed in Redis when its first local subscriber arrives and uns
 the last one leaves. Redis answers subscribe/unsubscribe commands in order, so a channel is live
 exactly when no command for it is pending and the last one was a subscribe. The reader task only
 decodes and hands off: ``Subscriber.deliver`` must never block.
+
+The delivery invariant (docs/protocol.md, "Delivery"): the hub hands each publication of a
+channel to its subscribers once and in offset order, or it drops them all with ``lost()`` so
+that each client is told and resumes from its own position. Whatever may have left a hole is
+repaired from the history (a reconnect, a position behind Redis's) or ends in ``lost()`` (the
+history cannot be read, no longer covers the hub's position, or is of another epoch).
 """
 
 from __future__ import annotations
@@ -12,17 +18,27 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
 
 from gateway.delivery.direct import DirectWrites
-from pushgate.broker.pubsub import Confirmed, Disconnected, LiveEvent, PubSubConnection
-from pushgate.broker.store import Backend
+from pushgate.broker.pubsub import Confirmed, Connected, Disconnected, LiveEvent, PubSubConnection
+from pushgate.broker.store import Backend, Replay
+from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.wire import OffsetKey, Publication, parse_offset
 
 log = logging.getLogger(__name__)
 
 _MIN_BACKOFF = 0.05
-_MAX_BACKOFF = 2.0
+# Also the longest a reconnect waits once Redis answers again (readiness follows it).
+_MAX_BACKOFF = 0.5
+# History reads a catch-up tries (with backoff, each bounded) before it gives up on the channel.
+_CATCH_UP_TRIES = 6
+# Live publications held while a catch-up reads; past this the channel is given up instead.
+_HELD_LIMIT = 10_000
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 class Subscriber(Protocol):
@@ -31,56 +47,79 @@ class Subscriber(Protocol):
     def deliver(self, publication: Publication) -> None:
         """Take one publication; called from the reader task, must not block."""
 
+    def lost(self) -> None:
+        """The hub may have missed publications of the channel and has dropped this subscriber:
+        tell the client, which resumes from its own position. Must not block."""
+
+
+def unavailable() -> PushgateError:
+    """What a client waiting on Redis is told while Redis cannot serve it."""
+    return PushgateError(ErrorKind.UNAVAILABLE, "the event stream is unavailable; retry")
+
 
 class _Channel:
-    __slots__ = ("held", "last_key", "live", "position", "subscribers")
+    __slots__ = ("again", "epoch", "held", "last_key", "live", "position", "subscribers")
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
         self.live = asyncio.Event()
         # Highest offset handed to subscribers: the hub passes each offset on at most once.
         self.last_key: OffsetKey | None = None
+        # The epoch of every offset handed off or noted: another one means the history was lost.
+        self.epoch: str | None = None
         # Live events held back while a catch-up reads what was missed during a reconnect.
         self.held: list[Publication] | None = None
+        # A running catch-up must read once more: the connection dropped again meanwhile.
+        self.again = False
         # (epoch, offset) at or after which every publication reaches the subscribers: the
         # newest handed off, or a newer one read from the history since the channel went live.
         self.position: tuple[OffsetKey, str, str] | None = None
 
+    def delivered(self) -> OffsetKey | None:
+        """Everything up to this offset has reached the subscribers (None: nothing is known)."""
+        if self.last_key is not None:
+            return self.last_key
+        return None if self.position is None else self.position[0]
+
 
 class Hub:
-    """One pub/sub connection fanned out to local subscribers: each publication once and in order,
-    with a catch-up from history after every reconnect."""
+    """One pub/sub connection for the process; each subscriber gets its channel's publications
+    once and in order, or ``lost()`` (see the module's docstring)."""
 
-    def __init__(self, connection: PubSubConnection, backend: Backend) -> None:
+    def __init__(
+        self,
+        connection: PubSubConnection,
+        backend: Backend,
+        *,
+        redis_timeout: float = 1.5,
+        position_check: float = 10.0,
+    ) -> None:
         self._connection = connection
         self._backend = backend
+        self._redis_timeout = redis_timeout
+        self._position_check = position_check
         # Corked while a batch is handed out, so each socket's direct writes of it go out as one.
         self.writes = DirectWrites()
         self._channels: dict[str, _Channel] = {}
         self._pending: defaultdict[str, int] = defaultdict(int)
-        self._reader: asyncio.Task[None] | None = None
-        self._catch_ups: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Resolved when the connection drops: subscribers waiting for a confirmation give up.
+        self._outage: asyncio.Future[None] | None = None
         self.connected = False
 
     async def start(self) -> None:
         """Connect in the background: the gateway serves (unready) while Redis is down."""
-        self._reader = asyncio.create_task(self._run(), name="pushgate-hub-reader")
+        self._spawn(self._read_loop(), "pushgate-hub-reader")
+        if self._position_check > 0:
+            self._spawn(self._check_positions(), "pushgate-hub-positions")
 
-    async def _run(self) -> None:
-        backoff = _MIN_BACKOFF
-        while True:
-            try:
-                await self._connection.start()
-                break
-            except OSError as exc:  # refused, timed out, or AUTH failed
-                log.warning("redis pub/sub unavailable (%s); retrying", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-        self.connected = True
-        await self._read_loop()
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str | None = None) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        tasks = [*self._catch_ups, *([self._reader] if self._reader else [])]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -100,9 +139,11 @@ class Hub:
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         """Add ``subscriber``; returns once Redis delivers the channel's live events to us.
 
-        While the connection is down the command waits for the reconnect, which subscribes
-        every channel wanted.
+        Raises PushgateError(UNAVAILABLE) at once while the connection is down, and when it
+        drops before Redis confirmed (the subscriber is then removed again).
         """
+        if not self.connected:
+            raise unavailable()
         entry = self._channels.get(channel)
         if entry is None:
             entry = self._channels[channel] = _Channel()
@@ -110,7 +151,17 @@ class Hub:
             self._send(channel, subscribe=True)
         else:
             entry.subscribers.add(subscriber)
-        await entry.live.wait()
+        if entry.live.is_set():
+            return
+        assert self._outage is not None  # set whenever connected
+        live = asyncio.ensure_future(entry.live.wait())
+        try:
+            await asyncio.wait((live, self._outage), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            live.cancel()
+        if not entry.live.is_set():
+            self.unsubscribe(channel, subscriber)
+            raise unavailable()
 
     def attach_at_position(self, channel: str, subscriber: Subscriber) -> tuple[str, str] | None:
         """Attach ``subscriber`` at once where the channel's position is known here: returns the
@@ -118,6 +169,7 @@ class Hub:
         entry = self._channels.get(channel)
         if (
             entry is None
+            or not self.connected
             or entry.position is None
             or entry.held is not None  # catching up: the position is not complete
             or not entry.live.is_set()
@@ -132,6 +184,10 @@ class Hub:
         entry = self._channels.get(channel)
         if entry is None or not offset or entry.held is not None:
             return
+        if entry.epoch is not None and epoch != entry.epoch:
+            self._lose(channel, entry, "its history was lost (a new epoch)")
+            return
+        entry.epoch = epoch
         key = parse_offset(offset)
         if entry.position is None or key > entry.position[0]:
             entry.position = (key, epoch, offset)
@@ -144,6 +200,20 @@ class Hub:
         if not entry.subscribers:
             del self._channels[channel]
             self._send(channel, subscribe=False)
+
+    def _lose(self, channel: str, entry: _Channel, why: str) -> None:
+        """Drop every subscriber of a channel the hub may have missed publications of, telling
+        each; those that come back subscribe afresh and resume from their own positions."""
+        if self._channels.get(channel) is not entry:
+            return
+        log.warning("lost track of %s: %s; telling its %d subscribers", channel, why,
+                    len(entry.subscribers))  # fmt: skip
+        del self._channels[channel]
+        self._send(channel, subscribe=False)
+        entry.held = None
+        subscribers, entry.subscribers = entry.subscribers, set()
+        for subscriber in subscribers:
+            subscriber.lost()
 
     def _send(self, channel: str, *, subscribe: bool) -> None:
         """Count the command as pending only if it went out: while disconnected, the reconnect
@@ -167,18 +237,23 @@ class Hub:
             events = await self._connection.next_events()
             lost = next((e for e in events if isinstance(e, Disconnected)), None)
             if lost is None:
-                self.connected = True
                 backoff = _MIN_BACKOFF
                 with self.writes.cork:  # each socket gets this batch's frames in one write
                     self._handle(events)
                 continue
-            log.warning("redis pub/sub disconnected (%s); reconnecting", lost.reason)
-            self.connected = False
-            # Whatever was in flight died with the connection; the reconnect resubscribes
-            # what is wanted, and those confirmations drive the catch-up.
-            self._pending.clear()
+            if self.connected:
+                log.warning("redis pub/sub disconnected (%s); reconnecting", lost.reason)
+            self._went_down()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _went_down(self) -> None:
+        self.connected = False
+        # Whatever was in flight died with the connection; the reconnect resubscribes what is
+        # wanted, and those confirmations drive the catch-up.
+        self._pending.clear()
+        if self._outage is not None and not self._outage.done():
+            self._outage.set_result(None)
 
     def _handle(self, events: list[LiveEvent]) -> None:
         for event in events:
@@ -186,25 +261,36 @@ class Hub:
                 self._dispatch(event)
             elif isinstance(event, Confirmed):
                 self._on_confirmed(event)
+            elif isinstance(event, Connected):
+                self._outage = asyncio.get_running_loop().create_future()
+                self.connected = True
 
     def _dispatch(self, publication: Publication) -> None:
-        entry = self._channels.get(publication.channel)
+        channel = publication.channel
+        entry = self._channels.get(channel)
         if entry is None:
             return
-        if entry.held is not None:
+        if entry.held is None:
+            self._hand_off(channel, entry, publication)
+        elif len(entry.held) < _HELD_LIMIT:
             entry.held.append(publication)
         else:
-            self._hand_off(entry, publication)
+            self._lose(channel, entry, "too many publications while catching up")
 
-    @staticmethod
-    def _hand_off(entry: _Channel, publication: Publication) -> None:
+    def _hand_off(self, channel: str, entry: _Channel, publication: Publication) -> bool:
+        """Pass ``publication`` on, once; False when it shows that the history was lost."""
+        if entry.epoch is not None and publication.epoch != entry.epoch:
+            self._lose(channel, entry, "its history was lost (a new epoch)")
+            return False
         if entry.last_key is not None and publication.key <= entry.last_key:
-            return
+            return True
+        entry.epoch = publication.epoch
         entry.last_key = publication.key
         if entry.position is None or publication.key > entry.position[0]:
             entry.position = (publication.key, publication.epoch, publication.offset)
         for subscriber in tuple(entry.subscribers):
             subscriber.deliver(publication)
+        return True
 
     def _on_confirmed(self, event: Confirmed) -> None:
         channel = event.channel
@@ -222,22 +308,83 @@ class Hub:
             self._start_catch_up(channel, entry)
 
     def _start_catch_up(self, channel: str, entry: _Channel) -> None:
-        """After a reconnect, replay what was published while we were away."""
+        """Replay from the history what the subscribers may have missed (after a reconnect, or
+        when Redis holds newer publications than the hub handed out)."""
         if entry.held is not None:
-            return  # a catch-up is already running; it reads up to the present
+            entry.again = True  # the running catch-up reads once more before it ends
+            return
         entry.held = []
-        task = asyncio.create_task(self._catch_up(channel, entry))
-        self._catch_ups.add(task)
-        task.add_done_callback(self._catch_ups.discard)
+        self._spawn(self._catch_up(channel, entry))
 
     async def _catch_up(self, channel: str, entry: _Channel) -> None:
-        after = None if entry.last_key is None else "{}-{}".format(*entry.last_key)
-        missed: list[Publication] = []
-        try:
-            missed = await self._backend.history(channel, after=after)
-        except Exception:
-            log.exception("catch-up of %s failed; its gap stays open", channel)
-        finally:
-            held, entry.held = entry.held or [], None
-            for publication in [*missed, *held]:
-                self._hand_off(entry, publication)
+        while True:
+            entry.again = False
+            replay = await self._read_missed(channel, entry)
+            if self._channels.get(channel) is not entry:
+                return  # everyone left, or it was given up meanwhile
+            if replay is None:
+                self._lose(channel, entry, "its history cannot be read")
+                return
+            if not replay.recovered:
+                self._lose(channel, entry, "its history no longer covers what was handed out")
+                return
+            if not self._hand_off_all(channel, entry, replay.publications):
+                return
+            if not entry.again:
+                break
+        held, entry.held = entry.held or [], None
+        self._hand_off_all(channel, entry, held)
+
+    def _hand_off_all(self, channel: str, entry: _Channel, publications: list[Publication]) -> bool:
+        with self.writes.cork:
+            return all(self._hand_off(channel, entry, p) for p in publications)
+
+    async def _read_missed(self, channel: str, entry: _Channel) -> Replay | None:
+        """What the history holds after the hub's position (None: it could not be read)."""
+        backoff = _MIN_BACKOFF
+        for attempt in range(_CATCH_UP_TRIES):
+            after = entry.delivered()
+            try:
+                async with asyncio.timeout(self._redis_timeout):
+                    return await self._backend.replay(
+                        channel,
+                        after=None if after is None else "{}-{}".format(*after),
+                        since_epoch=entry.epoch or "",
+                    )
+            except _REDIS_ERRORS as exc:
+                log.warning("catch-up of %s: read %d failed (%r)", channel, attempt + 1, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+        return None
+
+    async def _check_positions(self) -> None:
+        """Every ``position_check`` seconds, one pipelined read of every live channel's newest
+        offset: a channel whose newest publication the hub did not hand out is caught up."""
+        while True:
+            await asyncio.sleep(self._position_check)
+            live = [
+                (channel, entry)
+                for channel, entry in self._channels.items()
+                if entry.live.is_set() and entry.held is None and channel not in self._pending
+            ]
+            if not live or not self.connected:
+                continue
+            try:
+                async with asyncio.timeout(self._redis_timeout):
+                    positions = await self._backend.positions([channel for channel, _ in live])
+            except _REDIS_ERRORS as exc:
+                log.warning("position check failed (%r)", exc)
+                continue
+            for (channel, entry), (epoch, offset) in zip(live, positions, strict=True):
+                if self._channels.get(channel) is entry and _behind(entry, epoch, offset):
+                    self._start_catch_up(channel, entry)
+
+
+def _behind(entry: _Channel, epoch: str, offset: str) -> bool:
+    """Whether Redis holds a publication of the channel that the hub has not handed out."""
+    if not offset:
+        return False  # no history: nothing to miss (a new one shows up as a new epoch)
+    if entry.epoch is not None and epoch != entry.epoch:
+        return True
+    delivered = entry.delivered()
+    return delivered is None or parse_offset(offset) > delivered

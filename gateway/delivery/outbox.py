@@ -3,7 +3,10 @@
 Shared code only ever calls ``push`` (never awaits a client). A frame is written straight to the
 socket when nothing is queued before it and the socket can take it (see ``direct.py``); else it
 joins a bounded queue that a writer task, started only then, drains. A client whose queue
-overflows is closed as a slow consumer, so it costs its own queue and nothing else.
+overflows, or whose socket takes no frame for the send timeout, is closed as a slow consumer
+(4408), so it costs its own queue and nothing else. From that moment the outbox is closing and
+writes nothing more: the client gets a gap-free prefix of its frames, then the close, never
+frames after a gap.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from gateway.delivery.direct import DirectSink
+from gateway.delivery.direct import DirectSink, DirectWrites, Transport
 from gateway.delivery.feed import Feed
 from pushgate.core.errors import CloseCode
 from pushgate.core.settings import LimitSettings
@@ -38,11 +41,11 @@ class _Close:
 
 
 class Outbox:
-    """A socket's outgoing frames, in order; a client that falls behind is closed, not waited on."""
+    """One socket's frames, in order; after a drop (a stall, an overflow) nothing but the close."""
 
     __slots__ = (
         "_aborted", "_closing", "_direct", "_queue", "_send_deadline", "_send_timeout", "_size",
-        "_websocket", "_writer",
+        "_transport", "_websocket", "_writer",
     )  # fmt: skip
 
     def __init__(
@@ -51,11 +54,13 @@ class Outbox:
         *,
         size: int,
         send_timeout: float,
+        transport: Transport | None = None,
         direct: DirectSink | None = None,
     ) -> None:
         self._websocket = websocket
         self._size = size
         self._send_timeout = send_timeout
+        self._transport = transport
         self._direct = direct
         self._queue: deque[str | _Close] = deque()
         self._writer: asyncio.Task[None] | None = None
@@ -65,11 +70,20 @@ class Outbox:
 
     @classmethod
     def for_socket(
-        cls, websocket: WebSocket, limits: LimitSettings, direct: DirectSink | None = None
+        cls,
+        websocket: WebSocket,
+        limits: LimitSettings,
+        transport: Transport | None,
+        writes: DirectWrites | None = None,
     ) -> Outbox:
-        """An outbox bounded by the gateway's per-socket limits."""
+        """An outbox bounded by the gateway's per-socket limits; with ``writes``, frames are
+        written straight to the socket where that is safe."""
         return cls(
-            websocket, size=limits.ws_queue_size, send_timeout=limits.ws_send_timeout, direct=direct
+            websocket,
+            size=limits.ws_queue_size,
+            send_timeout=limits.ws_send_timeout,
+            transport=transport,
+            direct=writes.sink_for(transport) if writes is not None else None,
         )
 
     @property
@@ -98,9 +112,17 @@ class Outbox:
         """The client fell behind by more than the queue holds: close it as a slow consumer."""
         self.abort(CloseCode.SLOW_CONSUMER, "client is not reading fast enough")
 
-    def feed(self, forward: Callable[[Publication], None], *, after: OffsetKey | None) -> Feed:
+    def feed(
+        self,
+        forward: Callable[[Publication], None],
+        *,
+        after: OffsetKey | None,
+        on_lost: Callable[[], None],
+    ) -> Feed:
         """A feed into this outbox, holding back at most as much as the outbox queues."""
-        return Feed(forward, after=after, held_limit=self._size, overflow=self.overflowed)
+        return Feed(
+            forward, after=after, held_limit=self._size, overflow=self.overflowed, on_lost=on_lost
+        )
 
     def finish(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close after everything already queued has been sent."""
@@ -158,11 +180,16 @@ class Outbox:
             self._send_deadline = None
 
     async def _close_after_stall(self) -> None:
-        # No frame was written (uvicorn waits for the socket to be writable before writing),
-        # so the close can follow; it reaches the client once it reads what is buffered.
+        # The stalled frame was not written (uvicorn waits for the socket to be writable first),
+        # so what the client has is gap-free; from here on nothing but the close is written.
         close = self._aborted or _Close(CloseCode.SLOW_CONSUMER, "send timed out")
+        self._closing = True
         self._queue.clear()
         log.info("closing a stalled client (%s)", close.reason)
+        if self._transport is not None:
+            self._transport.close_now(close.code, close_reason(close.reason))
+            return
+        # Another server's socket: its close waits for the client too, so bounded.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._send_timeout):
                 await _close(self._websocket, close)

@@ -1,24 +1,40 @@
-"""What both WebSocket endpoints do to subscribe a feed."""
+"""What the socket endpoints do to subscribe a feed, and the bound on the Redis calls they wait
+for: a client is answered "unavailable, retry" rather than kept waiting on Redis."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from redis.exceptions import RedisError
 
 from gateway.delivery.feed import Feed
+from gateway.delivery.hub import unavailable
 from gateway.services import Services
-from pushgate.core.errors import ErrorKind, PushgateError
 
-SUBSCRIBE_TIMEOUT = 10.0
+# Redis confirms a subscribe in milliseconds, even thousands at once; past this it is not well.
+SUBSCRIBE_TIMEOUT = 5.0
+
+T = TypeVar("T")
 
 
 async def subscribe_feed(svc: Services, channel: str, feed: Feed) -> None:
-    """Subscribe ``feed`` through the hub; PushgateError(UNAVAILABLE) when Redis does not confirm in
-    time (it is down, or reconnecting)."""
+    """Subscribe ``feed`` through the hub; PushgateError(UNAVAILABLE) at once while the hub is
+    disconnected from Redis, and when Redis does not confirm in time."""
     try:
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
             await svc.hub.subscribe(channel, feed)
     except TimeoutError:
         svc.hub.unsubscribe(channel, feed)
-        raise PushgateError(
-            ErrorKind.UNAVAILABLE, "the event stream is unavailable; retry"
-        ) from None
+        raise unavailable() from None
+
+
+async def from_redis(svc: Services, call: Awaitable[T]) -> T:
+    """``call``'s answer within ``PUSHGATE_REDIS_TIMEOUT``; PushgateError(UNAVAILABLE) when
+    Redis fails or is slower (PushgateErrors of ``call`` itself pass through)."""
+    try:
+        async with asyncio.timeout(svc.settings.redis_timeout):
+            return await call
+    except (RedisError, OSError, TimeoutError):
+        raise unavailable() from None

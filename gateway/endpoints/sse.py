@@ -8,7 +8,7 @@ when that part of the history is gone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -17,9 +17,10 @@ from starlette.routing import Route
 from gateway.access import origin_allowed
 from gateway.channel_access import authorize_request
 from gateway.delivery.feed import Feed
-from gateway.delivery.subscribe import subscribe_feed
+from gateway.delivery.subscribe import from_redis, subscribe_feed
 from gateway.rate_limits import limit_connection
 from gateway.services import Services, services
+from pushgate.broker.store import Backend, Replay
 from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
 from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.events import is_terminal
@@ -47,31 +48,34 @@ async def sse(request: Request) -> StreamingResponse:
 
 
 async def _events(svc: Services, channel: Channel, last_id: str | None) -> AsyncIterator[str]:
-    queue: asyncio.Queue[Publication | None] = asyncio.Queue(svc.settings.limits.ws_queue_size)
+    limit = svc.settings.limits.ws_queue_size
+    # Bounded by hand, for live events only: the replay a stream starts with may be longer.
+    queue: asyncio.Queue[Publication | None] = asyncio.Queue()
+    bounded = False
 
-    def overflow() -> None:  # a slow reader ends its stream; EventSource resumes from its id
+    def overflow() -> None:
         while not queue.empty():
             queue.get_nowait()
         queue.put_nowait(None)
 
     def forward(publication: Publication) -> None:
-        try:
-            queue.put_nowait(publication)
-        except asyncio.QueueFull:
+        if bounded and queue.qsize() >= limit:
             overflow()
+        else:
+            queue.put_nowait(publication)
 
-    feed = Feed(
-        forward, after=None, held_limit=svc.settings.limits.ws_queue_size, overflow=overflow
-    )
+    # Overflowing, or dropped by the hub: the stream ends, and EventSource resumes from its id.
+    feed = Feed(forward, after=None, held_limit=limit, overflow=overflow, on_lost=overflow)
     await subscribe_feed(svc, channel.full, feed)
     # A drain ends the stream the way overflow does: EventSource reconnects and resumes.
     entry = svc.connections.register(lambda _code, _reason: overflow())
     try:
         yield "retry: 2000\n\n"
-        missed, floor, recovered = await _start(svc, channel, last_id)
+        missed, floor, recovered = await from_redis(svc, _start(svc, channel, last_id))
         if not recovered:
             yield "event: unrecovered\ndata: {}\n\n"
         feed.go_live(missed, floor=floor)
+        bounded = True
         async for event in _drain(queue):
             yield event
     finally:
@@ -83,15 +87,23 @@ async def _start(
     svc: Services, channel: Channel, last_id: str | None
 ) -> tuple[list[Publication], str | None, bool]:
     """What to send first: (publications, offset to start after, whether nothing was lost)."""
+    replay = await _first_read(svc.backend, channel, last_id)
+    svc.hub.note_position(channel.full, replay.epoch, replay.offset)  # the hub learns its epoch
     if last_id is not None:
-        replay = await svc.backend.replay(channel.full, after=last_id, since_epoch=None)
         if replay.recovered:
             return replay.publications, last_id, True
         return [], replay.offset, False
+    if channel.namespace == JOB_NAMESPACE:
+        return replay.publications, None, True
+    return [], replay.offset, True
+
+
+def _first_read(backend: Backend, channel: Channel, last_id: str | None) -> Awaitable[Replay]:
+    if last_id is not None:
+        return backend.replay(channel.full, after=last_id, since_epoch=None)
     if channel.namespace == JOB_NAMESPACE:  # a job's stream tells its whole story
-        return await svc.backend.history(channel.full), None, True
-    newest = await svc.backend.latest(channel.full, 1)
-    return [], newest.offset, True
+        return backend.replay(channel.full)
+    return backend.latest(channel.full, 1)
 
 
 async def _drain(queue: asyncio.Queue[Publication | None]) -> AsyncIterator[str]:

@@ -3,7 +3,9 @@
 History first, then live, as frames ``{"channel", "offset", "data": <event>}``; the socket
 closes with 1000 after the terminal event. The client is not expected to send anything: what
 it sends is read and dropped (so that pings keep flowing), and a message over
-``MAX_INBOUND_BYTES`` (bytes, not characters) closes the socket with 1009.
+``MAX_INBOUND_BYTES`` (bytes, not characters) closes the socket with 1009. While Redis cannot
+serve it the socket closes with 1013, as it does when the gateway may have missed some of the
+job's events (reconnect with ``since``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,22 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.access import origin_allowed
 from gateway.channel_access import authorize_read
+from gateway.delivery.direct import Transport
 from gateway.delivery.outbox import Outbox
-from gateway.delivery.subscribe import subscribe_feed
+from gateway.delivery.subscribe import from_redis, subscribe_feed
 from gateway.rate_limits import admit_socket
 from gateway.services import Services, services
 from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel
 from pushgate.core.errors import CloseCode, PushgateError
 from pushgate.core.events import is_terminal
-from pushgate.core.wire import OffsetKey, Publication, close_reason, frame_size, parse_offset
+from pushgate.core.wire import (
+    RESUBSCRIBE_REASON,
+    OffsetKey,
+    Publication,
+    close_reason,
+    frame_size,
+    parse_offset,
+)
 from pushgate.core.wire import validate_request_id as _validate_id
 
 # Clients of this endpoint only need to send pings or nothing at all.
@@ -47,7 +57,7 @@ async def job_socket(websocket: WebSocket) -> None:
     channel = Channel(JOB_NAMESPACE, request_id)
     try:
         token = websocket.query_params.get("token")
-        readable = await authorize_read(svc, channel, ANONYMOUS, token)
+        readable = await from_redis(svc, authorize_read(svc, channel, ANONYMOUS, token))
         await _stream(
             websocket,
             svc,
@@ -74,18 +84,23 @@ async def _stream(
     finished: bool,
 ) -> None:
     settings = svc.settings
-    outbox = Outbox.for_socket(websocket, settings.limits)
+    outbox = Outbox.for_socket(websocket, settings.limits, Transport.of_scope(websocket.scope))
 
     def forward(publication: Publication) -> None:
         outbox.push(publication.job_frame)
         if is_terminal(publication.data):
             outbox.finish(CloseCode.NORMAL, "job finished")
 
-    feed = outbox.feed(forward, after=after)
+    def lost() -> None:
+        outbox.finish(CloseCode.TRY_AGAIN_LATER, RESUBSCRIBE_REASON)
+
+    feed = outbox.feed(forward, after=after, on_lost=lost)
     await subscribe_feed(svc, channel, feed)
     entry = svc.connections.register(outbox.finish)
     try:
-        feed.go_live(await svc.backend.history(channel, after=since))
+        replay = await from_redis(svc, svc.backend.replay(channel, after=since))
+        svc.hub.note_position(channel, replay.epoch, replay.offset)
+        feed.go_live(replay.publications)
         if finished:
             # The terminal event was in history; if it was not sent, `since` was past it.
             outbox.finish(CloseCode.NORMAL, "job finished")

@@ -21,10 +21,10 @@ from starlette.websockets import WebSocket
 
 from gateway.access import origin_allowed
 from gateway.channel_access import authorize_read, namespace_of
-from gateway.delivery.direct import DirectSink
+from gateway.delivery.direct import Transport
 from gateway.delivery.feed import Feed
 from gateway.delivery.outbox import Outbox
-from gateway.delivery.subscribe import subscribe_feed
+from gateway.delivery.subscribe import from_redis, subscribe_feed
 from gateway.rate_limits import admit_socket, limit_submission
 from gateway.services import Services, services
 from gateway.submission import job_reply, submit_job
@@ -49,7 +49,7 @@ from pushgate.core.protocol import (
     parse_params,
     parse_request,
 )
-from pushgate.core.wire import frame_size, new_request_id, parse_offset
+from pushgate.core.wire import frame_size, new_request_id, parse_offset, resubscribe_frame
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
     if not allowed:
         await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
         return
-    connection = RpcConnection(websocket, svc, svc.hub.writes.sink_for(send))
+    connection = RpcConnection(websocket, svc, Transport.of(send))
     entry = svc.connections.try_enter(connection.close)
     if entry is None:
         await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, "gateway is full, try another")
@@ -87,12 +87,12 @@ class RpcConnection:
 
     __slots__ = ("_expiry", "_feeds", "_loop", "_outbox", "_session", "_svc", "_ws")
 
-    def __init__(self, websocket: WebSocket, svc: Services, direct: DirectSink | None) -> None:
+    def __init__(self, websocket: WebSocket, svc: Services, transport: Transport | None) -> None:
         settings = svc.settings
         self._ws = websocket
         self._svc = svc
         self._loop = asyncio.get_running_loop()
-        self._outbox = Outbox.for_socket(websocket, settings.limits, direct)
+        self._outbox = Outbox.for_socket(websocket, settings.limits, transport, svc.hub.writes)
         self._session = Session(
             auth_required=svc.auth.enabled,
             max_subscriptions=settings.limits.max_subscriptions,
@@ -216,11 +216,22 @@ class RpcConnection:
             "expires_at": identity.expires_at,
         }
 
-    def _new_feed(self, floor: str | None) -> Feed:
-        return self._outbox.feed(
+    def _new_feed(self, channel: str, floor: str | None) -> Feed:
+        feed = self._outbox.feed(
             lambda publication: self._outbox.push(publication.rpc_frame, publication.rpc_wire),
             after=parse_offset(floor) if floor else None,
+            on_lost=lambda: self._lost(channel, feed),
         )
+        return feed
+
+    def _lost(self, channel: str, feed: Feed) -> None:
+        """The hub dropped ``feed``: the subscription ends here, and the client is told to
+        subscribe again from its last publication (docs/protocol.md, "Delivery")."""
+        if self._feeds.get(channel) is not feed:
+            return
+        del self._feeds[channel]
+        self._session.subscriptions.discard(channel)
+        self._outbox.push(resubscribe_frame(channel))
 
     async def _attach(self, channel: str, feed: Feed) -> None:
         await subscribe_feed(self._svc, channel, feed)
@@ -233,18 +244,20 @@ class RpcConnection:
     async def _subscribe(self, params: SubscribeParams) -> Outcome:
         channel, since = params.channel, params.since
         self._session.check_can_subscribe(channel)
-        await authorize_read(self._svc, channel, self._identity, params.token)
+        svc = self._svc
+        await from_redis(svc, authorize_read(svc, channel, self._identity, params.token))
         if since is None:
             return await self._subscribe_from_now(channel)
-        feed = self._new_feed(since.offset)
+        feed = self._new_feed(channel.full, since.offset)
         await self._attach(channel.full, feed)
         try:
-            replay = await self._svc.backend.replay(
-                channel.full, after=since.offset, since_epoch=since.epoch
+            replay = await from_redis(
+                svc, svc.backend.replay(channel.full, after=since.offset, since_epoch=since.epoch)
             )
         except BaseException:
             self._unsubscribe(channel)
             raise
+        svc.hub.note_position(channel.full, replay.epoch, replay.offset)
         result: Result = {"channel": channel.full, "epoch": replay.epoch, "offset": replay.offset}
         result["recovered"] = replay.recovered
         if replay.recovered:
@@ -256,14 +269,14 @@ class RpcConnection:
         """Live from the channel's newest offset: known here when the channel is already live on
         this gateway, so most subscribers of a busy channel cost no Redis round trip."""
         hub = self._svc.hub
-        feed = self._new_feed(None)
+        feed = self._new_feed(channel.full, None)
         position = hub.attach_at_position(channel.full, feed)
         if position is not None:
             self._register(channel.full, feed)
         else:
             await self._attach(channel.full, feed)
             try:
-                position = await self._svc.backend.position(channel.full)
+                position = await from_redis(self._svc, self._svc.backend.position(channel.full))
             except BaseException:
                 self._unsubscribe(channel)
                 raise
@@ -297,7 +310,7 @@ class RpcConnection:
         feed = None
         if params.subscribe:  # before the job exists, so not one of its events can slip by
             self._session.check_can_subscribe(channel)
-            feed = self._new_feed(None)
+            feed = self._new_feed(channel.full, None)
             await self._attach(channel.full, feed)
         try:
             _created, job = await submit_job(self._svc, request_id, params.url, self._identity)

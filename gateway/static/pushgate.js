@@ -12,7 +12,8 @@
  * Calls made before the connection is up are queued and sent once it is. A call already sent
  * when its connection drops is rejected (its outcome is unknown). Subscriptions are renewed on
  * every new connection with `since` = the last publication delivered, and publications are
- * de-duplicated by offset. The client gives up, rejecting every waiting call, on a close code
+ * de-duplicated by offset. A `resubscribe` notification (the gateway may have missed some of a
+ * channel's publications) renews that one subscription the same way, on the same connection. The client gives up, rejecting every waiting call, on a close code
  * after which reconnecting cannot help, or on `close()`.
  */
 
@@ -446,6 +447,11 @@ export class Pushgate extends Emitter {
     if (message.method === 'publication') {
       const pub = /** @type {Publication} */ (message.params);
       if (this.subs.get(pub.channel)?.deliver(pub)) this.emit('publication', pub);
+      return;
+    }
+    if (message.method === 'resubscribe') { // the server dropped it: resume from our position
+      const sub = this.subs.get(message.params?.channel);
+      if (sub?.state === 'subscribed') this.sendSubscribe(sub);
       return;
     }
     const waiter = this.pending.get(message.id);

@@ -4,9 +4,10 @@ A gateway's hottest loop reads this connection, so it is a small RESP client of 
 than redis-py's ``PubSub``: one socket read hands every complete reply in the buffer to hiredis at
 once, and the caller gets them as one batch, with no per-message await or dict. Subscribe and
 unsubscribe may be called at any time: while disconnected they only record what is wanted, and
-every (re)connect subscribes all of it, which the caller sees as fresh confirmations, its cue to
-catch up from history. A permanent control channel keeps the connection subscribed when no client
-channel is, and a silent dead peer is found by pinging when idle.
+every (re)connect subscribes all of it, which the caller sees as ``Connected`` and then fresh
+confirmations, its cue to catch up from history. A permanent control channel keeps the
+connection subscribed when no client channel is, and a silent dead peer is found by pinging
+when idle.
 
 Guarantee: a publication is delivered at most once, in the order Redis sent it; what is published
 while the connection is down is lost here, which the caller learns from ``Disconnected``.
@@ -42,13 +43,18 @@ class Confirmed:
 
 
 @dataclass(frozen=True, slots=True)
+class Connected:
+    """The connection is (re)established: Redis confirmed its permanent control channel."""
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnected:
     """The connection broke; the next ``next_events`` reconnects and resubscribes."""
 
     reason: str
 
 
-LiveEvent = Publication | Confirmed | Disconnected
+LiveEvent = Publication | Confirmed | Connected | Disconnected
 
 
 class PubSubError(ConnectionError):
@@ -180,8 +186,10 @@ def _decode(reply: Any) -> LiveEvent | None:
     if not isinstance(reply, list) or len(reply) < 2:
         return None
     kind, name = reply[0], reply[1]
-    if name == CONTROL_CHANNEL or kind == "pong":
-        return None  # the control channel's own confirmations, or a keepalive answer
+    if name == CONTROL_CHANNEL:  # subscribed on every (re)connect, and only then
+        return Connected() if kind == "subscribe" else None
+    if kind == "pong":
+        return None  # a keepalive answer
     if kind == "message":
         return decode_live(name, reply[2])
     if kind in ("subscribe", "unsubscribe"):

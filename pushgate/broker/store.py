@@ -255,6 +255,14 @@ class Backend:
         epoch, offset = await self._position(keys=[history_key(channel), meta_key(channel)])
         return _text(epoch), _text(offset)
 
+    async def positions(self, channels: Sequence[str]) -> list[tuple[str, str]]:
+        """``position`` of each channel, in one pipelined round trip (not atomic across them)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                await self._position(keys=[history_key(channel), meta_key(channel)], client=pipe)
+            replies = await pipe.execute()
+        return [(_text(epoch), _text(offset)) for epoch, offset in replies]
+
     async def latest(self, channel: str, limit: int) -> Replay:
         """The newest ``limit`` publications, oldest first."""
         key = history_key(channel)

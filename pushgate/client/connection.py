@@ -6,7 +6,8 @@ When the socket drops with a close code the protocol marks reconnectable, the cl
 with capped, fully jittered exponential backoff, sends ``connect`` again (asking a token
 callable for a fresh token) and resubscribes every channel from the last position it delivered,
 so each publication is yielded once and in order across reconnects. Calls made meanwhile wait
-for the new connection.
+for the new connection. A ``resubscribe`` notification (the gateway may have missed some of a
+channel's publications) resubscribes that channel the same way, on the same connection.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pushgate.client.wire import (
     PendingCalls,
     ProtocolViolationError,
     Publication,
+    Resubscribe,
     ResultHook,
     RpcError,
     as_object,
@@ -166,6 +168,7 @@ class PushgateClient:
         self._failure: ClientClosedError | None = None
         self._started = False
         self._supervisor: asyncio.Task[None] | None = None
+        self._resubscribing: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -195,6 +198,8 @@ class PushgateClient:
     async def close(self) -> None:
         """Stop for good: pending calls fail, subscriptions stop iterating."""
         self._fail(ClientClosedError("the client is closed"), graceful=True)
+        for task in list(self._resubscribing):
+            task.cancel()
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -412,6 +417,8 @@ class PushgateClient:
             subscription = self._subscriptions.get(message.channel)
             if subscription is not None:
                 subscription._offer(message)
+        elif isinstance(message, Resubscribe):
+            self._start_resubscribe(message.channel)
         elif message is not None and not self._calls.settle(message):
             log.warning("ignoring an answer to no pending call: %r", message)
 
@@ -447,6 +454,37 @@ class PushgateClient:
             except BaseException:
                 self._forget(subscription, None)
                 raise
+
+    def _start_resubscribe(self, channel: str) -> None:
+        subscription = self._subscriptions.get(channel)
+        socket = self._socket
+        if subscription is None or not subscription._active or socket is None:
+            return  # not ours (any more), or a reconnect will resubscribe it anyway
+        task = asyncio.create_task(self._resubscribe(socket, subscription))
+        self._resubscribing.add(task)
+        task.add_done_callback(self._resubscribing.discard)
+
+    async def _resubscribe(self, socket: ClientConnection, subscription: Subscription) -> None:
+        """Subscribe again from the subscription's position on ``socket``, retrying what the
+        server says may succeed later; a lost connection leaves it to the reconnect."""
+        base, cap = self._backoff
+        for attempt in itertools.count():
+            if self._socket is not socket or self._subscriptions.get(subscription.channel) is not (
+                subscription
+            ):
+                return
+            try:
+                await self._request(
+                    socket, "subscribe", subscription._params(), self._confirmer(subscription)
+                )
+                return
+            except ConnectionLostError:
+                return
+            except RpcError as exc:
+                if not self._retryable(exc):
+                    self._forget(subscription, exc)
+                    return
+            await asyncio.sleep(backoff_delay(attempt, base=base, cap=cap))
 
     def _confirmer(self, subscription: Subscription) -> ResultHook:
         def confirm(result: Any) -> None:

@@ -88,6 +88,14 @@ class Publication:
 
 
 @dataclass(frozen=True, slots=True)
+class Resubscribe:
+    """The server dropped a subscription it may have missed publications of: subscribe again
+    from the last position delivered (docs/protocol.md, "Delivery")."""
+
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
 class Response:
     """A JSON-RPC response: ``error`` is set for an error answer, ``result`` otherwise."""
 
@@ -146,9 +154,9 @@ def subscribe_params(
     return params
 
 
-def decode_message(frame: str | bytes) -> Response | Publication | None:
-    """A server frame as a response or a publication; None for a notification this client does
-    not know (a newer server may send more kinds)."""
+def decode_message(frame: str | bytes) -> Response | Publication | Resubscribe | None:
+    """A server frame as a response, a publication or a resubscribe; None for a notification
+    this client does not know (a newer server may send more kinds)."""
     try:
         message = json.loads(frame)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -156,12 +164,23 @@ def decode_message(frame: str | bytes) -> Response | Publication | None:
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
         raise ProtocolViolationError("frame is not a JSON-RPC 2.0 message")
     if "method" in message:
-        return _publication(message.get("params")) if message["method"] == "publication" else None
+        return _notification(message["method"], message.get("params"))
     if "error" in message:
         return Response(message.get("id"), None, _rpc_error(message["error"], message.get("id")))
     if "result" not in message or "id" not in message:
         raise ProtocolViolationError("response has neither result nor error")
     return Response(message["id"], message["result"], None)
+
+
+def _notification(method: object, params: object) -> Publication | Resubscribe | None:
+    if method == "publication":
+        return _publication(params)
+    if method == "resubscribe":
+        channel = params.get("channel") if isinstance(params, dict) else None
+        if not isinstance(channel, str):
+            raise ProtocolViolationError("resubscribe params must name a channel")
+        return Resubscribe(channel)
+    return None
 
 
 def _publication(params: object) -> Publication:

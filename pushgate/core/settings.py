@@ -218,6 +218,12 @@ class Settings:
     pubsub_ping_interval: float = _env("PUBSUB_PING_INTERVAL", 5.0)
     log_format: str = _env("LOG_FORMAT", "text", choices=("text", "json"))
     log_level: str = _env("LOG_LEVEL", "info", choices=("debug", "info", "warning", "error"))
+    # Bound on each Redis call a subscribing client waits for (and on each catch-up read): past
+    # it the client is answered "unavailable, retry" instead of waiting on a Redis that hangs.
+    redis_timeout: float = _env("REDIS_TIMEOUT", 1.5)
+    # How often the hub compares each live channel's newest offset in Redis with the newest it
+    # handed out, to find a publication nobody here got (0: never).
+    position_check_seconds: float = _env("POSITION_CHECK_SECONDS", 10.0)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     rates: RateLimitSettings = field(default_factory=RateLimitSettings)

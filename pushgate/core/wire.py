@@ -43,6 +43,16 @@ def frame_size(message: Mapping[str, Any]) -> int:
     return len(text.encode()) if text is not None else len(message.get("bytes") or b"")
 
 
+RESUBSCRIBE_REASON = "the gateway may have missed publications; subscribe again with since"
+
+
+def resubscribe_frame(channel: str) -> str:
+    """The ``resubscribe`` notification of ``WS /ws`` (docs/protocol.md, "Delivery"): the
+    server dropped the subscription, which resumes with ``since`` = the last publication."""
+    params = {"channel": channel, "reason": RESUBSCRIBE_REASON}
+    return json.dumps({"jsonrpc": "2.0", "method": "resubscribe", "params": params})
+
+
 def new_request_id() -> str:
     """An unguessable id: 128 random bits, URL-safe, within the request-id alphabet."""
     return secrets.token_urlsafe(16)

@@ -6,6 +6,10 @@ import asyncio
 import uuid
 from typing import Any
 
+import redis.asyncio as aioredis
+
+from pushgate.broker.keys import history_key, meta_key
+from pushgate.cli.redis_server import RedisServer
 from tests.browser.conftest import NewPage
 from tests.stack import Stack
 
@@ -112,3 +116,51 @@ async def test_module_resumes_from_since_or_says_it_cannot(stack: Stack, new_pag
     assert out["chat"] == {"result": "recovered", "got": [1, 2, 3, 4, 5, 6]}
     # `tiny` keeps 3: the history after `since` is gone, so nothing is replayed, only live ones.
     assert out["tiny"] == {"result": "unrecovered", "got": [6]}
+
+
+LOST_SCRIPT = """async ({ channel, step }) => {
+  const { Pushgate } = await import('/static/pushgate.js');
+  const within = (promise, what) => Promise.race([promise, new Promise((_, reject) =>
+    setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 10000))]);
+  if (step === 'start') {
+    const pg = (window.pgLost = new Pushgate());
+    const sub = pg.subscribe(channel);
+    const out = (window.lostOut = { got: [], outcomes: [] });
+    sub.on('publication', (pub) => out.got.push(pub.data));
+    sub.on('recovered', () => out.outcomes.push('recovered'));
+    sub.on('unrecovered', (result) => out.outcomes.push(['unrecovered', result.epoch]));
+    await sub.ready;
+    for (let n = 0; n < 3; n++) await pg.publish(channel, n);
+    await within(new Promise((resolve) => sub.on('publication', (p) => p.data === 2 && resolve())),
+                 'the first publications');
+    return out;
+  }
+  const pg = window.pgLost;
+  const out = window.lostOut;
+  const sub = pg.subs.get(channel);
+  const told = new Promise((resolve) => sub.on('unrecovered', resolve));
+  out.newEpoch = (await pg.publish(channel, 3)).epoch;
+  await within(told, 'the unrecovered event');
+  await pg.publish(channel, 4);
+  await within(new Promise((resolve) => sub.on('publication', (p) => p.data === 4 && resolve())),
+               'the live publication after it');
+  pg.close();
+  return out;
+}"""
+
+
+async def test_module_resubscribes_when_the_server_lost_track(
+    stack: Stack, redis_server: RedisServer, new_page: NewPage
+) -> None:
+    """The channel's history is deleted under a live subscription (as when it expires): the next
+    publication opens a new epoch, the gateway sends `resubscribe`, and the module resubscribes
+    and reports `unrecovered`, then goes on live."""
+    channel = f"chat:lost-{uuid.uuid4().hex[:8]}"
+    page = await new_page(stack.gateways[0].http_url + "/")
+    await page.evaluate(LOST_SCRIPT, {"channel": channel, "step": "start"})
+    redis = aioredis.Redis.from_url(redis_server.url)
+    await redis.delete(history_key(channel), meta_key(channel))
+    await redis.aclose()
+    out: dict[str, Any] = await page.evaluate(LOST_SCRIPT, {"channel": channel, "step": "lost"})
+    assert out["outcomes"] == [["unrecovered", out["newEpoch"]]]
+    assert out["got"] == [0, 1, 2, 4]  # 3 opened the new history: refetch it

@@ -27,6 +27,9 @@ class Recorder:
         self.offsets.append(publication.offset)
         self.changed.set()
 
+    def lost(self) -> None:
+        raise AssertionError("the hub gave up a channel it could catch up")
+
     async def wait_for(self, count: int) -> None:
         async with asyncio.timeout(WAIT):
             while len(self.offsets) < count:
@@ -45,9 +48,17 @@ async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 async def hub(redis_server: RedisServer, client: aioredis.Redis) -> AsyncIterator[Hub]:
     backend = Backend(client, jobs=POLICY)
     hub = Hub(PubSubConnection(redis_server.url, ping_interval=0.5), backend)
-    await hub.start()
+    await started(hub)
     yield hub
     await hub.stop()
+
+
+async def started(hub: Hub) -> None:
+    """Start ``hub`` and wait until it is connected (it refuses subscribers until then)."""
+    await hub.start()
+    async with asyncio.timeout(WAIT):
+        while not hub.connected:
+            await asyncio.sleep(0.01)
 
 
 async def pubsub_channels(client: aioredis.Redis) -> set[str]:
@@ -118,7 +129,7 @@ async def test_pubsub_authenticates_when_redis_requires_a_password() -> None:
         client = aioredis.Redis.from_url(server.url)
         backend = Backend(client, jobs=POLICY)
         hub = Hub(PubSubConnection(server.url, ping_interval=0.5), backend)
-        await hub.start()
+        await started(hub)
         recorder = Recorder()
         await hub.subscribe("hubtest:auth", recorder)
         offset, _ = await backend.publish("hubtest:auth", {"n": 1}, POLICY)

@@ -26,6 +26,7 @@ def make_feed(
         after=after,
         held_limit=limit,
         overflow=lambda: overflowed.append(True),
+        on_lost=lambda: seen.append("lost"),
     )
     return feed, seen, overflowed
 
@@ -57,6 +58,23 @@ def test_held_events_are_bounded() -> None:
     assert overflowed == [True]
     feed.go_live([])
     assert seen == ["1-0", "2-0"]
+
+
+def test_a_lost_feed_tells_once_after_what_it_passed_and_passes_nothing_more() -> None:
+    feed, seen, _ = make_feed()
+    feed.deliver(pub("2-0"))
+    feed.lost()  # before go_live: told right after the history and what was held
+    feed.lost()
+    feed.deliver(pub("3-0"))
+    assert seen == []
+    feed.go_live([pub("1-0")])
+    assert seen == ["1-0", "2-0", "lost"]
+    live, seen_live, _ = make_feed()
+    live.go_live([])
+    live.deliver(pub("1-0"))
+    live.lost()
+    live.deliver(pub("2-0"))
+    assert seen_live == ["1-0", "lost"]
 
 
 class AsgiPeer:
