@@ -22,6 +22,8 @@ from gateway.endpoints import health, openapi, pages, sse, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
 from gateway.endpoints import publish as publish_api
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.job_wait import JobWaits
+from gateway.rpc import build_backend
 from gateway.services import Services
 from pushgate.broker import jobqueue
 from pushgate.broker.pubsub import PubSubConnection
@@ -42,6 +44,8 @@ def create_app(settings: Settings | None = None, connections: Connections | None
     if connections is None:
         connections = Connections(resolved.limits.max_connections)
     namespaces = Namespaces.from_settings(resolved.history)  # fails fast on a bad namespace config
+    rpc = build_backend(resolved.rpc)  # imports the app's routes: fails fast on those too
+    limits = resolved.limits
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Services]]:
@@ -64,10 +68,14 @@ def create_app(settings: Settings | None = None, connections: Connections | None
                     namespaces=namespaces,
                     connections=connections,
                     rates=RateLimiter(redis, resolved.rates),
+                    rpc=rpc,
+                    job_waits=JobWaits(limits.job_wait_max_sockets, limits.job_wait_seconds),
                 )
             }
         finally:
             await hub.stop()
+            if rpc is not None:
+                await rpc.aclose()
             await redis.aclose(close_connection_pool=True)
 
     starlette = Starlette(

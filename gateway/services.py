@@ -10,6 +10,8 @@ from starlette.requests import HTTPConnection
 
 from gateway.delivery.connections import Connections
 from gateway.delivery.hub import Hub
+from gateway.job_wait import JobWaits
+from gateway.rpc.calls import RpcBackend
 from pushgate.broker.ratelimit import RateLimiter
 from pushgate.broker.store import Backend
 from pushgate.core.auth import Authenticator
@@ -29,6 +31,8 @@ class Services:
     namespaces: Namespaces
     connections: Connections
     rates: RateLimiter
+    rpc: RpcBackend | None  # None: this gateway serves no application calls
+    job_waits: JobWaits
 
 
 def services(connection: HTTPConnection) -> Services:

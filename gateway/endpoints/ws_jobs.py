@@ -1,7 +1,8 @@
 """``WS /ws/jobs/{request_id}[?since=<offset>][&token=<subscribe token>]``: one job's events.
 
 History first, then live, as frames ``{"channel", "offset", "data": <event>}``; the socket
-closes with 1000 after the terminal event. The client is not expected to send anything: what
+closes with 1000 after the terminal event. A socket opened before its job is submitted waits
+for it (``gateway/job_wait.py``). The client is not expected to send anything: what
 it sends is read and dropped (so that pings keep flowing), and an oversized message closes the
 socket with 1009.
 """
@@ -12,14 +13,14 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from gateway.access import origin_allowed
-from gateway.channel_access import authorize_read
+from gateway.channel_access import authorize_job_socket
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.subscribe import subscribe_feed
 from gateway.rate_limits import admit_socket
 from gateway.services import Services, services
-from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel
-from pushgate.core.errors import CloseCode, PushgateError
-from pushgate.core.events import is_terminal
+from pushgate.core.channels import JOB_NAMESPACE, Channel
+from pushgate.core.errors import CloseCode, ErrorKind, PushgateError
+from pushgate.core.events import JobRecord, is_terminal
 from pushgate.core.wire import OffsetKey, Publication, close_reason, parse_offset
 from pushgate.core.wire import validate_request_id as _validate_id
 
@@ -44,16 +45,8 @@ async def job_socket(websocket: WebSocket) -> None:
         return
     channel = Channel(JOB_NAMESPACE, request_id)
     try:
-        token = websocket.query_params.get("token")
-        readable = await authorize_read(svc, channel, ANONYMOUS, token)
-        await _stream(
-            websocket,
-            svc,
-            channel.full,
-            since,
-            after,
-            readable.job is not None and readable.job.finished,
-        )
+        job = await authorize_job_socket(svc, channel, websocket.query_params.get("token"))
+        await _stream(websocket, svc, channel, since, after, job)
     except PushgateError as exc:
         await websocket.close(exc.kind.close_code, close_reason(exc.message))
 
@@ -61,32 +54,44 @@ async def job_socket(websocket: WebSocket) -> None:
 async def _stream(
     websocket: WebSocket,
     svc: Services,
-    channel: str,
+    channel: Channel,
     since: str | None,
     after: OffsetKey | None,
-    finished: bool,
+    job: JobRecord | None,
 ) -> None:
-    settings = svc.settings
-    outbox = Outbox.for_socket(websocket, settings.limits)
+    """Stream the job's events; ``job`` None: it is not submitted yet, so wait for it."""
+    outbox = Outbox.for_socket(websocket, svc.settings.limits)
+    unknown = f"unknown job {channel.name}"
+    wait = None
+    if job is None:
+        wait = svc.job_waits.enter(lambda: outbox.finish(CloseCode.UNKNOWN_JOB, unknown))
+        if wait is None:
+            raise PushgateError(ErrorKind.UNKNOWN_JOB, unknown)
 
     def forward(publication: Publication) -> None:
+        if wait is not None:
+            wait.end()  # the job exists: its first event is here
         outbox.push(publication.job_frame)
         if is_terminal(publication.data):
             outbox.finish(CloseCode.NORMAL, "job finished")
 
     feed = outbox.feed(forward, after=after)
-    await subscribe_feed(svc, channel, feed)
-    entry = svc.connections.register(outbox.finish)
     try:
-        feed.go_live(await svc.backend.history(channel, after=since))
-        if finished:
-            # The terminal event was in history; if it was not sent, `since` was past it.
-            outbox.finish(CloseCode.NORMAL, "job finished")
-        await _drain_inbound(websocket)
+        await subscribe_feed(svc, channel.full, feed)
+        entry = svc.connections.register(outbox.finish)
+        try:
+            feed.go_live(await svc.backend.history(channel.full, after=since))
+            if job is not None and job.finished:
+                # The terminal event was in history; if it was not sent, `since` was past it.
+                outbox.finish(CloseCode.NORMAL, "job finished")
+            await _drain_inbound(websocket)
+        finally:
+            svc.connections.leave(entry)
+            await outbox.stop()
+            svc.hub.unsubscribe(channel.full, feed)
     finally:
-        svc.connections.leave(entry)
-        await outbox.stop()
-        svc.hub.unsubscribe(channel, feed)
+        if wait is not None:
+            wait.end()
 
 
 async def _drain_inbound(websocket: WebSocket) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pushgate.core.channels import Channel, ChannelNameError, Identity, parse_channel
 from pushgate.core.errors import ErrorKind, PushgateError
+from pushgate.core.rpc import ClientAnswer, MethodName, is_answer, parse_answer, parse_method
 from pushgate.core.wire import (
     OffsetKey,
     parse_offset,
@@ -49,7 +50,8 @@ class Request:
     params: dict[str, Any]
 
 
-def parse_request(text: str | bytes) -> Request:
+def parse_request(text: str | bytes) -> Request | ClientAnswer:
+    """A client frame: a request, or the client's answer to a call the server made."""
     try:
         message = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -69,6 +71,8 @@ def parse_request(text: str | bytes) -> Request:
 
     if message.get("jsonrpc") != "2.0":
         raise invalid('jsonrpc must be "2.0"')
+    if is_answer(message):
+        return parse_answer(message)
     method = message.get("method")
     if not isinstance(method, str):
         raise invalid("method must be a string")
@@ -143,13 +147,22 @@ class HistoryParams:
 
 
 @dataclass(frozen=True, slots=True)
+class RpcParams:
+    """``rpc``: a well-formed application method, and its params (any JSON, None if left out)."""
+
+    method: MethodName
+    params: Any
+
+
+@dataclass(frozen=True, slots=True)
 class PingParams:
     """``ping``: no parameters at all."""
 
     pass
 
 
-Params = (
+# The protocol's own methods, answered in order; ``rpc`` calls are the application's.
+CallParams = (
     ConnectParams
     | SubscribeParams
     | UnsubscribeParams
@@ -158,6 +171,7 @@ Params = (
     | HistoryParams
     | PingParams
 )
+Params = CallParams | RpcParams
 
 
 def parse_params(request: Request) -> Params:
@@ -262,6 +276,15 @@ def _history(r: _Reader) -> HistoryParams:
     return HistoryParams(channel, since, limit or MAX_HISTORY_LIMIT)
 
 
+def _rpc(r: _Reader) -> RpcParams:
+    method = parse_method(r.get("method", str, required=True))
+    if method is None:
+        raise invalid_params("method must be <route> or <route>.<member>: identifiers", "method")
+    r.seen.add("params")
+    r.done()
+    return RpcParams(method, r.params.get("params"))
+
+
 def _ping(r: _Reader) -> PingParams:
     r.done()
     return PingParams()
@@ -274,6 +297,7 @@ _PARSERS: dict[str, Callable[[_Reader], Params]] = {
     "publish": _publish,
     "submit": _submit,
     "history": _history,
+    "rpc": _rpc,
     "ping": _ping,
 }
 
