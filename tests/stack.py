@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -65,10 +65,12 @@ class Stack:
     ) -> None:
         self.close()
 
-    def start_gateway(self, env: dict[str, str] | None = None) -> Gateway:
+    def start_gateway(
+        self, env: dict[str, str] | None = None, log: IO[bytes] | None = None
+    ) -> Gateway:
         """Replicas alternate between the two documented forms: the app and its factory.
 
-        ``env`` overrides the stack's environment for this gateway only.
+        ``env`` overrides the stack's environment for this gateway only; ``log`` gets its output.
         """
         port = free_port()
         target = (
@@ -80,7 +82,7 @@ class Stack:
             str(BIN / "uvicorn"), *target, "--host", "127.0.0.1", "--port", str(port),
             "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
-        return self._launch(argv, port, env)
+        return self._launch(argv, port, env, log)
 
     def start_drainable_gateway(
         self, env: dict[str, str] | None = None, port: int | None = None
@@ -94,8 +96,14 @@ class Stack:
         ]  # fmt: skip
         return self._launch(argv, port, env)
 
-    def _launch(self, argv: list[str], port: int, env: dict[str, str] | None) -> Gateway:
-        gateway = Gateway(spawn(argv, env={**self.env, **(env or {})}), port)
+    def _launch(
+        self,
+        argv: list[str],
+        port: int,
+        env: dict[str, str] | None,
+        log: IO[bytes] | None = None,
+    ) -> Gateway:
+        gateway = Gateway(spawn(argv, env={**self.env, **(env or {})}, log=log), port)
         self.gateways.append(gateway)
         _wait_ready(gateway)
         return gateway

@@ -51,6 +51,9 @@ class RpcProxy:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         # No timeout of its own: every call runs under its rpc deadline.
         self._http = httpx.AsyncClient(limits=limits, timeout=None, trust_env=False)
+        # httpx logs every request at info: an access log of the proxy, which gateways do not
+        # keep by default (failures are logged here).
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
     async def call(self, caller: Caller, method: MethodName, params: Any) -> Any:
         context = caller.context
