@@ -3,12 +3,13 @@ gateway``), and ``arq`` or ``python -m worker``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -115,6 +116,15 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    @contextlib.contextmanager
+    def extra_gateway(self, env: dict[str, str], log: IO[bytes] | None = None) -> Iterator[Gateway]:
+        """``start_gateway`` for one test or module: stopped when it is over."""
+        gateway = self.start_gateway(env, log)
+        try:
+            yield gateway
+        finally:
+            self.stop_gateway(gateway)
+
     def stop_gateway(self, gateway: Gateway) -> None:
         stop(gateway.process)
         self.gateways.remove(gateway)
@@ -133,15 +143,22 @@ def submit(stack: Stack, url: str, gateway: int = 0, **extra: Any) -> str:
 
 
 def _wait_ready(gateway: Gateway) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
+    wait_until_up(gateway.process, gateway.http_url + "/readyz")
+
+
+def wait_until_up(
+    process: subprocess.Popen[bytes], url: str, timeout: float = READY_TIMEOUT
+) -> None:
+    """Until GET ``url`` answers 200; RuntimeError if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
     while True:
-        if gateway.process.poll() is not None:
-            raise RuntimeError(f"gateway exited with {gateway.process.returncode}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
-            if httpx.get(gateway.http_url + "/readyz", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"gateway on port {gateway.port} not ready")
+            raise TimeoutError(f"{url} did not answer 200 within {timeout:g} s")
         time.sleep(0.05)

@@ -1,7 +1,7 @@
 """A backend of the RPC proxy (``PUSHGATE_RPC_PROXY_URL=http://<host>:<port>/rpc``), in Starlette.
 
 The gateway POSTs every ``rpc`` call here as ``{"method", "params", "user", "client"}``, with
-the caller's connection token as ``Authorization: Bearer`` when it sent one, and relays the
+the caller's connection token as ``Authorization: Bearer`` when authentication is on, and relays the
 answer: ``{"result": ...}``, or ``{"error": {"type", "message"}}`` when the method failed; 404
 for a method there is not. The gateway has checked the token already; a backend reachable by
 anyone else than the gateways must check it again (it is the app's own JWT).

@@ -112,7 +112,7 @@ class RpcConnection:
         self._feeds: dict[str, Feed] = {}
         self._expiry: asyncio.TimerHandle | None = None
         self._client = secrets.token_urlsafe(12)
-        self._token: str | None = None  # the connection token, for the RPC proxy
+        self._token: str | None = None  # the checked connection token, for the RPC proxy
         self._rpc: RpcCalls | None = None  # made on the first ``rpc`` call
 
     @property
@@ -123,13 +123,13 @@ class RpcConnection:
         try:
             await self._read_loop()
         finally:
+            if self._rpc is not None:  # first: its handlers would write to the outbox
+                await self._rpc.close()
             await self._outbox.stop()
             if self._expiry is not None:
                 self._expiry.cancel()
             for channel, feed in self._feeds.items():
                 self._svc.hub.unsubscribe(channel, feed)
-            if self._rpc is not None:
-                await self._rpc.close()
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is already queued (a drain does)."""
@@ -241,7 +241,8 @@ class RpcConnection:
             exc.closes = True
             raise
         self._session.connect(identity)
-        self._token = params.token
+        if self._svc.auth.enabled:  # only a token the gateway checked goes to the RPC proxy
+            self._token = params.token
         if identity.expires_at is not None:
             delay = max(0.0, identity.expires_at - time.time())
             self._expiry = self._loop.call_later(

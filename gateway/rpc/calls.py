@@ -34,7 +34,7 @@ class Caller:
     """One connection as a backend sees it: its context, its token, its class instances."""
 
     context: RpcContext
-    token: Callable[[], str | None]  # the connection token, when it sent one
+    token: Callable[[], str | None]  # the connection token, once checked (auth on)
     instances: dict[str, object] = field(default_factory=dict)  # by route, dropped on close
 
 

@@ -1,7 +1,7 @@
 """The RPC proxy: every ``rpc`` call is a POST to the app's endpoint (``PUSHGATE_RPC_PROXY_URL``).
 
 Request: ``{"method", "params", "user", "client"}``, with the caller's connection token as
-``Authorization: Bearer <token>`` when it sent one. Answers, mapped to the codes of in-process
+``Authorization: Bearer <token>`` when authentication is on (a token the gateway checked). Answers, mapped to the codes of in-process
 routes:
 
 - ``200 {"result": any}``: the result;

@@ -507,7 +507,14 @@ export class Pushgate extends Emitter {
         reply.error = { code: RPC_ERROR, message: error.message, data };
       }
     }
-    if (ws === this.ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(reply));
+    let text;
+    try {
+      text = JSON.stringify(reply);
+    } catch (error) {  // a result JSON cannot carry (a BigInt, a cycle)
+      const data = { type: 'TypeError', message: String(error), stack: '' };
+      text = JSON.stringify({ jsonrpc: '2.0', id: call.id, error: { code: RPC_ERROR, message: data.message, data } });
+    }
+    if (ws === this.ws && ws.readyState === WebSocket.OPEN) ws.send(text);
   }
 
   /**

@@ -74,12 +74,8 @@ def log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def gateway(stack: Stack, log_path: Path) -> Iterator[Gateway]:
     env = {"PUSHGATE_RPC_ROUTES": "tests.rpc_routes:ROUTES", "PUSHGATE_RPC_TIMEOUT": "5"}
-    with log_path.open("wb") as log:
-        started = stack.start_gateway(env, log=log)
-        try:
-            yield started
-        finally:
-            stack.stop_gateway(started)
+    with log_path.open("wb") as log, stack.extra_gateway(env, log) as started:
+        yield started
 
 
 async def logged(path: Path, needle: str) -> str:

@@ -33,12 +33,8 @@ def log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gateway(stack: Stack, log_path: Path) -> Iterator[Gateway]:
-    with log_path.open("wb") as log:
-        started = stack.start_gateway(ROUTES, log=log)
-        try:
-            yield started
-        finally:
-            stack.stop_gateway(started)
+    with log_path.open("wb") as log, stack.extra_gateway(ROUTES, log) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +47,8 @@ def tight(stack: Stack) -> Iterator[Gateway]:
         "PUSHGATE_RPC_MAX_QUEUED": "2",
         "PUSHGATE_MAX_MESSAGE_BYTES": "1024",
     }
-    started = stack.start_gateway(env)
-    try:
+    with stack.extra_gateway(env) as started:
         yield started
-    finally:
-        stack.stop_gateway(started)
 
 
 def url(gateway: Gateway) -> str:
@@ -325,16 +318,13 @@ async def test_an_rpc_frame_over_the_size_limit_closes_the_socket(tight: Gateway
 
 async def test_rpc_needs_connect_first_with_auth_on(stack: Stack) -> None:
     env = {**ROUTES, "PUSHGATE_JWT_SECRET": AUTH_SECRET, "PUSHGATE_AUTH_DISABLED": "false"}
-    started = await asyncio.to_thread(stack.start_gateway, env)
-    try:
+    with stack.extra_gateway(env) as started:
         async with rpc(started.ws_url) as client:
             response = await client.call("rpc", {"method": "whoami"})
             assert response["error"]["code"] == RpcCode.UNAUTHORIZED
             token = connection_token(AUTH_SECRET, "ann", now=time.time())
             await client.result("connect", {"token": token})
             assert (await client.result("rpc", {"method": "whoami"}))["user"] == "ann"
-    finally:
-        await asyncio.to_thread(stack.stop_gateway, started)
 
 
 # The command line

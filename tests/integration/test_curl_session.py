@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from redis import Redis
 
 from pushgate.broker.keys import redis_channel
 from pushgate.cli.processes import free_port, spawn, stop
 from pushgate.cli.redis_server import RedisServer
+from tests.stack import wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 PUSHGATE = Path(sys.executable).parent / "pushgate"
@@ -58,16 +58,7 @@ def dev() -> Iterator[Dev]:
     env.update(PUSHGATE_FETCH_TIMEOUT="2", PUSHGATE_FETCH_RETRIES="0")
     process = spawn([str(PUSHGATE), "dev", "--port", str(port)], env=env, quiet=True)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, "pushgate dev exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "pushgate dev did not start"
-            time.sleep(0.1)
+        wait_until_up(process, f"http://127.0.0.1:{port}/readyz", START_TIMEOUT)
         yield Dev(port, redis)
     finally:
         stop(process, timeout=30)

@@ -9,14 +9,13 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from pushgate.cli.processes import free_port, python_module, spawn, stop
 from pushgate.client import PushgateClient, RpcError
 from pushgate.core.auth import connection_token
 from pushgate.core.errors import RpcCode
-from tests.stack import READY_TIMEOUT, Gateway, Stack
+from tests.stack import Gateway, Stack, wait_until_up
 
 SECRET = "proxy-test-secret-" + "p" * 32
 
@@ -28,15 +27,7 @@ def backend_url() -> Iterator[str]:
     process = spawn([*argv, "--log-level", "warning"])
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the backend did not start"
-            time.sleep(0.05)
+        wait_until_up(process, f"{base}/healthz")
         yield f"{base}/rpc"
     finally:
         stop(process)
@@ -48,21 +39,16 @@ def proxy_env(url: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def gateway(stack: Stack, backend_url: str) -> Iterator[Gateway]:
-    started = stack.start_gateway(proxy_env(backend_url, PUSHGATE_RPC_PROXY_CONCURRENCY="2"))
-    try:
+    env = proxy_env(backend_url, PUSHGATE_RPC_PROXY_CONCURRENCY="2")
+    with stack.extra_gateway(env) as started:
         yield started
-    finally:
-        stack.stop_gateway(started)
 
 
 @pytest.fixture(scope="module")
 def auth_gateway(stack: Stack, backend_url: str) -> Iterator[Gateway]:
     env = proxy_env(backend_url, PUSHGATE_JWT_SECRET=SECRET, PUSHGATE_AUTH_DISABLED="false")
-    started = stack.start_gateway(env)
-    try:
+    with stack.extra_gateway(env) as started:
         yield started
-    finally:
-        stack.stop_gateway(started)
 
 
 def url(gateway: Gateway) -> str:
@@ -90,7 +76,7 @@ async def test_each_call_is_posted_with_the_callers_identity_and_token(
 
 
 async def test_without_auth_nothing_is_forwarded_but_the_call(gateway: Gateway) -> None:
-    async with PushgateClient(url(gateway)) as client:
+    async with PushgateClient(url(gateway), token="never-checked") as client:
         got = await client.rpc("whoami")
     assert got["user"] is None and got["params"] is None and got["authorization"] is None
 
@@ -137,10 +123,7 @@ async def test_requests_in_flight_are_bounded_per_gateway(gateway: Gateway) -> N
 
 async def test_an_unreachable_backend_is_unavailable(stack: Stack) -> None:
     closed = f"http://127.0.0.1:{free_port()}/rpc"
-    started = await asyncio.to_thread(stack.start_gateway, proxy_env(closed))
-    try:
+    with stack.extra_gateway(proxy_env(closed)) as started:
         error = await rpc_error(started, "whoami")
         assert error.code == RpcCode.UNAVAILABLE
         assert error.retryable
-    finally:
-        await asyncio.to_thread(stack.stop_gateway, started)
