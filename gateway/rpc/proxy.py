@@ -1,8 +1,8 @@
 """The RPC proxy: every ``rpc`` call is a POST to the app's endpoint (``PUSHGATE_RPC_PROXY_URL``).
 
 Request: ``{"method", "params", "user", "client"}``, with the caller's connection token as
-``Authorization: Bearer <token>`` when authentication is on (a token the gateway checked). Answers, mapped to the codes of in-process
-routes:
+``Authorization: Bearer <token>`` when authentication is on (a token the gateway checked).
+Answers, mapped to the codes of in-process routes:
 
 - ``200 {"result": any}``: the result;
 - ``200 {"error": {"type"?, "message"}}``: the handler's error (``rpc_error``);
