@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from typing import Any
 
 from gateway.rpc.context import RpcContext
@@ -20,6 +21,12 @@ def total(ctx: RpcContext, params: list[int]) -> dict[str, Any]:
     """Sync: runs in the rpc pool, never on the event loop's thread."""
     on_loop = threading.current_thread() is threading.main_thread()
     return {"sum": sum(params), "on_loop_thread": on_loop}
+
+
+def thread(ctx: RpcContext, seconds: float) -> str:
+    """The pool thread a sync handler ran in, after holding it ``seconds``."""
+    time.sleep(seconds)
+    return threading.current_thread().name
 
 
 def fail(ctx: RpcContext, params: Any) -> None:
@@ -77,6 +84,7 @@ class Tally:
     def __init__(self, ctx: RpcContext) -> None:
         self.seen: list[Any] = []
         self.client = ctx.client
+        LIVE_TALLIES.add(self)
 
     async def add(self, value: Any) -> list[Any]:
         await asyncio.sleep(0.01)  # calls overlapping here would interleave their effects
@@ -94,9 +102,18 @@ class Tally:
         return len(self.seen)
 
 
+LIVE_TALLIES: weakref.WeakSet[Tally] = weakref.WeakSet()
+
+
+def live_tallies(ctx: RpcContext, params: Any) -> int:
+    """How many ``Tally`` instances this gateway still holds."""
+    return len(LIVE_TALLIES)
+
+
 ROUTES = {
     "whoami": whoami,
     "total": total,
+    "thread": thread,
     "fail": fail,
     "refuse": refuse,
     "nap": nap,
@@ -107,4 +124,5 @@ ROUTES = {
     "ask": ask,
     "ask_many": ask_many,
     "tally": Tally,
+    "live_tallies": live_tallies,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -39,13 +40,15 @@ def gateway(stack: Stack, log_path: Path) -> Iterator[Gateway]:
 
 @pytest.fixture(scope="module")
 def tight(stack: Stack) -> Iterator[Gateway]:
-    """The same routes with small limits: 3 calls of burst, 2 rpc calls queued, 1 KiB frames."""
+    """The same routes with small limits: 3 calls of burst, 2 rpc calls queued, 1 KiB frames,
+    one thread for sync handlers."""
     env = {
         **ROUTES,
         "PUSHGATE_CLIENT_RATE": "0.5",
         "PUSHGATE_CLIENT_BURST": "3",
         "PUSHGATE_RPC_MAX_QUEUED": "2",
         "PUSHGATE_MAX_MESSAGE_BYTES": "1024",
+        "PUSHGATE_RPC_THREADS": "1",
     }
     with stack.extra_gateway(env) as started:
         yield started
@@ -126,6 +129,19 @@ async def test_a_class_lives_with_its_connection_and_only_its_public_methods_are
         assert (await ann.rpc("tally.get"))["seen"] == ["a1", "a2"]  # _wipe never ran
     async with PushgateClient(url(gateway)) as ann_again:
         assert (await ann_again.rpc("tally.get"))["seen"] == []  # dropped with its connection
+
+
+async def test_a_closed_connections_instances_are_dropped(gateway: Gateway) -> None:
+    async with PushgateClient(url(gateway)) as watcher:
+        before = await watcher.rpc("live_tallies")
+        async with PushgateClient(url(gateway)) as client:
+            await client.rpc("tally.add", 1)
+            assert await watcher.rpc("live_tallies") == before + 1
+        for _ in range(100):  # the gateway sees the close on its next read
+            if await watcher.rpc("live_tallies") == before:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the instance of a closed connection is still alive")
 
 
 @pytest.mark.parametrize("method", ["nope", "whoami.x", "tally.nothing", "_private"])
@@ -290,6 +306,18 @@ async def test_calls_waiting_for_one_client_are_bounded(gateway: Gateway) -> Non
 # Limits
 
 
+async def test_sync_handlers_share_a_pool_of_rpc_threads(tight: Gateway) -> None:
+    clients = [PushgateClient(url(tight)) for _ in range(3)]
+    try:
+        for client in clients:
+            await client.connect()
+        names = await asyncio.gather(*(client.rpc("thread", 0.1) for client in clients))
+    finally:
+        for client in clients:
+            await client.close()
+    assert names == ["pushgate-rpc_0"] * 3  # PUSHGATE_RPC_THREADS=1: one thread, in turn
+
+
 async def test_rpc_counts_against_the_call_rate_of_the_connection(tight: Gateway) -> None:
     async with rpc(tight.ws_url) as client:
         for n in range(3):
@@ -345,6 +373,17 @@ def test_pushgate_rpc_prints_the_result_or_the_error(gateway: Gateway) -> None:
 
 
 # Start-up
+
+
+async def test_pushgate_gateway_imports_routes_from_its_working_directory(stack: Stack) -> None:
+    # A console script has no working directory on its import path; the gateway adds it.
+    env = {**ROUTES, "PYTHONPATH": os.pathsep}  # nothing of ours on PYTHONPATH
+    started = await asyncio.to_thread(stack.start_drainable_gateway, env)
+    try:
+        async with PushgateClient(url(started)) as client:
+            assert (await client.rpc("whoami", 1))["params"] == 1
+    finally:
+        await asyncio.to_thread(stack.stop_gateway, started)
 
 
 @pytest.mark.parametrize("command", ["uvicorn", "pushgate gateway"])
