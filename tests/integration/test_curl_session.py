@@ -49,7 +49,7 @@ class Dev:
     redis: RedisServer
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def dev() -> Iterator[Dev]:
     """``pushgate dev`` as a reader starts it, on a Redis of its own that the test can watch;
     fetches fail fast here (there may be no internet)."""
