@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -377,8 +376,9 @@ def test_pushgate_rpc_prints_the_result_or_the_error(gateway: Gateway) -> None:
 
 async def test_pushgate_gateway_imports_routes_from_its_working_directory(stack: Stack) -> None:
     # A console script has no working directory on its import path; the gateway adds it.
-    env = {**ROUTES, "PYTHONPATH": os.pathsep}  # nothing of ours on PYTHONPATH
-    started = await asyncio.to_thread(stack.start_drainable_gateway, env)
+    if "PYTHONPATH" in stack.env:
+        pytest.skip("PYTHONPATH is set: it may name the working directory itself")
+    started = await asyncio.to_thread(stack.start_drainable_gateway, ROUTES)
     try:
         async with PushgateClient(url(started)) as client:
             assert (await client.rpc("whoami", 1))["params"] == 1
