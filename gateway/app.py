@@ -25,7 +25,9 @@ from gateway.endpoints import health, openapi, pages, sse, status, ws_jobs, ws_r
 from gateway.endpoints import jobs as jobs_api
 from gateway.endpoints import publish as publish_api
 from gateway.errors import EXCEPTION_HANDLERS
+from gateway.job_wait import JobWaits
 from gateway.metrics import GatewayMetrics, count_http, metrics_endpoint, route_templates
+from gateway.rpc import build_backend
 from gateway.services import Services
 from pushgate.broker import jobqueue
 from pushgate.broker.pubsub import PubSubConnection
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None, connections: Connections | None
     namespaces = Namespaces.from_settings(resolved.history)  # fails fast on a bad namespace config
     metrics = GatewayMetrics()
     request_head.install(resolved.limits.header_timeout)  # uvicorn has no bound of its own
+    rpc = build_backend(resolved.rpc)  # imports the app's routes: fails fast on those too
+    limits = resolved.limits
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Services]]:
@@ -81,6 +85,8 @@ def create_app(settings: Settings | None = None, connections: Connections | None
                     rates=RateLimiter(redis, resolved.rates),
                     started_at=time.monotonic(),
                     metrics=metrics,
+                    rpc=rpc,
+                    job_waits=JobWaits(limits.job_wait_max_sockets, limits.job_wait_seconds),
                 )
             }
         finally:
@@ -88,6 +94,8 @@ def create_app(settings: Settings | None = None, connections: Connections | None
                 metrics_server.shutdown()
                 metrics_server.server_close()
             await hub.stop()
+            if rpc is not None:
+                await rpc.aclose()
             await redis.aclose(close_connection_pool=True)
 
     port = resolved.metrics.port

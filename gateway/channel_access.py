@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from gateway.access import bearer_token, identify
 from gateway.services import Services
+from pushgate.core.auth import AuthError
 from pushgate.core.channels import (
     ANONYMOUS,
     JOB_NAMESPACE,
@@ -72,3 +73,25 @@ async def authorize_request(svc: Services, request: Request, channel: Channel) -
     """``authorize_read`` for an HTTP request (bearer token, ``?token=`` subscribe token)."""
     identity = identify(svc.auth, request.headers) if bearer_token(request.headers) else ANONYMOUS
     return await authorize_read(svc, channel, identity, request.query_params.get("token"))
+
+
+async def authorize_job_socket(
+    svc: Services, channel: Channel, token: str | None
+) -> JobRecord | None:
+    """The job a ``/ws/jobs`` socket may read, or None when it is not submitted (yet).
+
+    Raises PushgateError as ``authorize_read`` does, but with auth on checks the token before
+    any lookup: a socket without the job's token learns nothing, and does not wait.
+    """
+    if svc.auth.enabled:
+        if token is None:
+            raise AuthError(f"a subscribe token (?token=) is needed to read {channel}")
+        if svc.auth.subscribe_token_channel(token) != channel.full:
+            raise PushgateError(ErrorKind.PERMISSION_DENIED, f"the token does not open {channel}")
+    try:
+        readable = await authorize_read(svc, channel, ANONYMOUS, token)
+    except PushgateError as exc:
+        if exc.kind is ErrorKind.UNKNOWN_CHANNEL:
+            return None
+        raise
+    return readable.job

@@ -10,7 +10,9 @@ from starlette.requests import HTTPConnection
 
 from gateway.delivery.connections import Connections
 from gateway.delivery.hub import Hub
+from gateway.job_wait import JobWaits
 from gateway.metrics import GatewayMetrics
+from gateway.rpc.calls import RpcBackend
 from pushgate.broker.ratelimit import RateLimiter
 from pushgate.broker.store import Backend
 from pushgate.core.auth import Authenticator
@@ -32,6 +34,8 @@ class Services:
     rates: RateLimiter
     started_at: float  # time.monotonic() when the gateway started
     metrics: GatewayMetrics
+    rpc: RpcBackend | None  # None: this gateway serves no application calls
+    job_waits: JobWaits
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -43,6 +43,8 @@ OPEN_ENV = {
     ),
     "PUSHGATE_FETCH_TIMEOUT": "2",
     "PUSHGATE_FETCH_RETRY_BACKOFF": "0.05",
+    # A /ws/jobs socket of an unknown job waits this long before its 4404.
+    "PUSHGATE_JOB_WAIT_SECONDS": "1",
     # Every test client is 127.0.0.1 and these stacks serve the whole session: one address's
     # budgets would throttle unrelated tests. The auth stack keeps the defaults;
     # test_rate_limits sets small ones.

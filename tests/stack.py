@@ -3,15 +3,16 @@ gateway``), and ``arq`` or ``python -m worker``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -68,10 +69,12 @@ class Stack:
     ) -> None:
         self.close()
 
-    def start_gateway(self, env: dict[str, str] | None = None) -> Gateway:
+    def start_gateway(
+        self, env: dict[str, str] | None = None, log: IO[bytes] | None = None
+    ) -> Gateway:
         """Replicas alternate between the two documented forms: the app and its factory.
 
-        ``env`` overrides the stack's environment for this gateway only.
+        ``env`` overrides the stack's environment for this gateway only; ``log`` gets its output.
         """
         port = free_port()
         target = (
@@ -83,7 +86,7 @@ class Stack:
             str(BIN / "uvicorn"), *target, "--host", "127.0.0.1", "--port", str(port),
             "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
-        return self._launch(argv, port, env)
+        return self._launch(argv, port, env, log)
 
     def start_drainable_gateway(
         self, env: dict[str, str] | None = None, port: int | None = None
@@ -97,8 +100,14 @@ class Stack:
         ]  # fmt: skip
         return self._launch(argv, port, env)
 
-    def _launch(self, argv: list[str], port: int, env: dict[str, str] | None) -> Gateway:
-        gateway = Gateway(spawn(argv, env={**self.env, **(env or {})}), port)
+    def _launch(
+        self,
+        argv: list[str],
+        port: int,
+        env: dict[str, str] | None,
+        log: IO[bytes] | None = None,
+    ) -> Gateway:
+        gateway = Gateway(spawn(argv, env={**self.env, **(env or {})}, log=log), port)
         self.gateways.append(gateway)
         _wait_ready(gateway)
         return gateway
@@ -109,6 +118,15 @@ class Stack:
         worker = spawn(argv, env=self.env, quiet=True)
         self.workers.append(worker)
         return worker
+
+    @contextlib.contextmanager
+    def extra_gateway(self, env: dict[str, str], log: IO[bytes] | None = None) -> Iterator[Gateway]:
+        """``start_gateway`` for one test or module: stopped when it is over."""
+        gateway = self.start_gateway(env, log)
+        try:
+            yield gateway
+        finally:
+            self.stop_gateway(gateway)
 
     def stop_gateway(self, gateway: Gateway) -> None:
         stop(gateway.process)
@@ -128,15 +146,22 @@ def submit(stack: Stack, url: str, gateway: int = 0, **extra: Any) -> str:
 
 
 def _wait_ready(gateway: Gateway) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
+    wait_until_up(gateway.process, gateway.http_url + "/readyz")
+
+
+def wait_until_up(
+    process: subprocess.Popen[bytes], url: str, timeout: float = READY_TIMEOUT
+) -> None:
+    """Until GET ``url`` answers 200; RuntimeError if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
     while True:
-        if gateway.process.poll() is not None:
-            raise RuntimeError(f"gateway exited with {gateway.process.returncode}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
-            if httpx.get(gateway.http_url + "/readyz", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"gateway on port {gateway.port} not ready")
+            raise TimeoutError(f"{url} did not answer 200 within {timeout:g} s")
         time.sleep(0.05)

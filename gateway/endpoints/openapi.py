@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from gateway.endpoints.pages import page
-from pushgate.core.errors import ErrorKind
+from pushgate.core.errors import JSON_RPC_ONLY, ErrorKind
 from pushgate.core.wire import MAX_URL_LENGTH
 
 Schema = dict[str, Any]
@@ -32,11 +32,6 @@ _CHANNEL: Schema = {
 }
 _URL: Schema = {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH}
 _STATUS: Schema = {"type": "string", "enum": ["queued", "running", "done", "failed"]}
-# Codes only the JSON-RPC protocol answers with; every other kind may come over HTTP.
-_RPC_ONLY = {
-    ErrorKind.PARSE_ERROR, ErrorKind.INVALID_REQUEST, ErrorKind.UNKNOWN_METHOD,
-    ErrorKind.INVALID_PARAMS, ErrorKind.LIMIT_EXCEEDED, ErrorKind.INVALID_OFFSET,
-}  # fmt: skip
 
 
 def _ref(name: str) -> Schema:
@@ -51,7 +46,9 @@ def _errors(*statuses: int) -> dict[str, Schema]:
     """The error responses of an operation, each with the codes the table gives its status."""
     responses: dict[str, Schema] = {}
     for status in (*statuses, 500):
-        codes = sorted(k.code for k in ErrorKind if k.http_status == status and k not in _RPC_ONLY)
+        codes = sorted(
+            k.code for k in ErrorKind if k.http_status == status and k not in JSON_RPC_ONLY
+        )
         response = _json(_ref("Error"), f"one of: {', '.join(codes)}")
         if status == 429:
             retry = {"schema": {"type": "integer", "minimum": 1}, "description": "seconds"}
@@ -61,7 +58,7 @@ def _errors(*statuses: int) -> dict[str, Schema]:
 
 
 def _components() -> Schema:
-    http_codes = sorted(kind.code for kind in ErrorKind if kind not in _RPC_ONLY)
+    http_codes = sorted(kind.code for kind in ErrorKind if kind not in JSON_RPC_ONLY)
     error_body = {
         "type": "object",
         "required": ["code", "message"],

@@ -7,12 +7,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.access import offered_api_key, require_api_key
-from gateway.channel_access import namespace_of
 from gateway.endpoints.body import read_json_object
+from gateway.publishing import server_policy
 from gateway.rate_limits import limit_publish
 from gateway.services import services
-from pushgate.broker.store import HistoryPolicy
-from pushgate.core.channels import JOB_NAMESPACE, parse_channel
+from pushgate.core.channels import parse_channel
 from pushgate.core.errors import ErrorKind, PushgateError
 
 MAX_IDEMPOTENCY_KEY = 128
@@ -23,9 +22,7 @@ async def publish(request: Request) -> JSONResponse:
     require_api_key(request.headers, svc.settings.auth.api_keys, auth_enabled=svc.auth.enabled)
     await limit_publish(svc, offered_api_key(request.headers), request.scope)
     channel = parse_channel(request.path_params["channel"])
-    namespace = namespace_of(svc, channel)
-    if namespace.name == JOB_NAMESPACE:
-        raise PushgateError(ErrorKind.PERMISSION_DENIED, "job channels are written by workers only")
+    policy = server_policy(svc, channel)
     body = await read_json_object(request, svc.settings.limits)
     if "data" not in body:
         raise PushgateError(ErrorKind.INVALID_BODY, "data is required")
@@ -33,7 +30,7 @@ async def publish(request: Request) -> JSONResponse:
     offset, epoch = await svc.backend.publish(
         channel.full,
         body["data"],
-        HistoryPolicy(namespace.history_size, namespace.history_ttl),
+        policy,
         idempotency=(idempotency, svc.settings.auth.idempotency_ttl) if idempotency else None,
     )
     return JSONResponse({"offset": offset, "epoch": epoch})

@@ -1,11 +1,12 @@
 """``WS /ws/jobs/{request_id}[?since=<offset>][&token=<subscribe token>]``: one job's events.
 
 History first, then live, as frames ``{"channel", "offset", "data": <event>}``; the socket
-closes with 1000 after the terminal event. The client is not expected to send anything: what
-it sends is read and dropped (so that pings keep flowing), and a message over
-``MAX_INBOUND_BYTES`` (bytes, not characters) closes the socket with 1009. While Redis cannot
-serve it the socket closes with 1013, as it does when the gateway may have missed some of the
-job's events (reconnect with ``since``).
+closes with 1000 after the terminal event. A socket opened before its job is submitted waits
+for it (``gateway/job_wait.py``). The client is not expected to send anything: what it sends is
+read and dropped (so that pings keep flowing), and a message over ``MAX_INBOUND_BYTES`` (bytes,
+not characters) closes the socket with 1009. While Redis cannot serve it the socket closes with
+1013, as it does when the gateway may have missed some of the job's events (reconnect with
+``since``).
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.access import origin_allowed
-from gateway.channel_access import authorize_read
+from gateway.channel_access import authorize_job_socket
 from gateway.delivery.direct import Transport
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.subscribe import from_redis, subscribe_feed
 from gateway.rate_limits import admit_socket
 from gateway.services import Services, services
-from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel
-from pushgate.core.errors import CloseCode, PushgateError
-from pushgate.core.events import is_terminal
+from pushgate.core.channels import JOB_NAMESPACE, Channel
+from pushgate.core.errors import CloseCode, ErrorKind, PushgateError
+from pushgate.core.events import JobRecord, is_terminal
 from pushgate.core.wire import (
     RESUBSCRIBE_REASON,
     OffsetKey,
@@ -57,15 +58,8 @@ async def job_socket(websocket: WebSocket) -> None:
     channel = Channel(JOB_NAMESPACE, request_id)
     try:
         token = websocket.query_params.get("token")
-        readable = await from_redis(svc, authorize_read(svc, channel, ANONYMOUS, token))
-        await _stream(
-            websocket,
-            svc,
-            channel.full,
-            since,
-            after,
-            readable.job is not None and readable.job.finished,
-        )
+        job = await from_redis(svc, authorize_job_socket(svc, channel, token))
+        await _stream(websocket, svc, channel, since, after, job)
     except PushgateError as exc:
         await _refuse(websocket, exc.kind.close_code, exc.message)
 
@@ -78,15 +72,24 @@ async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
 async def _stream(
     websocket: WebSocket,
     svc: Services,
-    channel: str,
+    channel: Channel,
     since: str | None,
     after: OffsetKey | None,
-    finished: bool,
+    job: JobRecord | None,
 ) -> None:
-    settings = svc.settings
-    outbox = Outbox.for_socket(websocket, settings.limits, Transport.of_scope(websocket.scope))
+    """Stream the job's events; ``job`` None: it is not submitted yet, so wait for it."""
+    transport = Transport.of_scope(websocket.scope)
+    outbox = Outbox.for_socket(websocket, svc.settings.limits, transport)
+    unknown = f"unknown job {channel.name}"
+    wait = None
+    if job is None:
+        wait = svc.job_waits.enter(lambda: outbox.finish(CloseCode.UNKNOWN_JOB, unknown))
+        if wait is None:
+            raise PushgateError(ErrorKind.UNKNOWN_JOB, unknown)
 
     def forward(publication: Publication) -> None:
+        if wait is not None:
+            wait.end()  # the job exists: its first event is here
         outbox.push(publication.job_frame)
         if is_terminal(publication.data):
             outbox.finish(CloseCode.NORMAL, "job finished")
@@ -95,20 +98,24 @@ async def _stream(
         outbox.finish(CloseCode.TRY_AGAIN_LATER, RESUBSCRIBE_REASON)
 
     feed = outbox.feed(forward, after=after, on_lost=lost)
-    await subscribe_feed(svc, channel, feed)
-    entry = svc.connections.register(outbox.finish)
     try:
-        replay = await from_redis(svc, svc.backend.replay(channel, after=since))
-        svc.hub.note_position(channel, replay.epoch, replay.offset)
-        feed.go_live(replay.publications)
-        if finished:
-            # The terminal event was in history; if it was not sent, `since` was past it.
-            outbox.finish(CloseCode.NORMAL, "job finished")
-        await _drain_inbound(websocket)
+        await subscribe_feed(svc, channel.full, feed)
+        entry = svc.connections.register(outbox.finish)
+        try:
+            replay = await from_redis(svc, svc.backend.replay(channel.full, after=since))
+            svc.hub.note_position(channel.full, replay.epoch, replay.offset)
+            feed.go_live(replay.publications)
+            if job is not None and job.finished:
+                # The terminal event was in history; if it was not sent, `since` was past it.
+                outbox.finish(CloseCode.NORMAL, "job finished")
+            await _drain_inbound(websocket)
+        finally:
+            svc.connections.leave(entry)
+            await outbox.stop()
+            svc.hub.unsubscribe(channel.full, feed)
     finally:
-        svc.connections.leave(entry)
-        await outbox.stop()
-        svc.hub.unsubscribe(channel, feed)
+        if wait is not None:
+            wait.end()
 
 
 async def _drain_inbound(websocket: WebSocket) -> None:

@@ -2,7 +2,9 @@
 
 Parsing and per-connection rules are in ``pushgate.core.protocol``; this module moves frames between
 the socket and those rules, and calls the hub and the backend. Requests on one connection run
-one at a time, so answers keep the order of the requests.
+one at a time, so answers keep the order of the requests; ``rpc`` calls, the application's own,
+are handed to the connection's queue of them (``gateway/rpc/calls.py``) and answered when they
+finish, so a slow handler holds up neither the socket nor the client's other calls.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from gateway.delivery.direct import Transport
 from gateway.delivery.feed import Feed
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.subscribe import from_redis, subscribe_feed
+from gateway.publishing import publish_as_server
 from gateway.rate_limits import admit_socket, limit_submission
+from gateway.rpc.calls import RpcCalls
 from gateway.services import Services, services
 from gateway.submission import job_reply, submit_job
 from pushgate.broker.store import HistoryPolicy
@@ -33,13 +37,14 @@ from pushgate.core.auth import AuthError
 from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity, may_publish
 from pushgate.core.errors import CloseCode, ErrorKind, PushgateError
 from pushgate.core.protocol import (
+    CallParams,
     ConnectParams,
     HistoryParams,
-    Params,
     PingParams,
     PublishParams,
     Request,
     RequestError,
+    RpcParams,
     Session,
     SubmitParams,
     SubscribeParams,
@@ -49,6 +54,7 @@ from pushgate.core.protocol import (
     parse_params,
     parse_request,
 )
+from pushgate.core.rpc import ClientAnswer
 from pushgate.core.wire import frame_size, new_request_id, parse_offset, resubscribe_frame
 
 log = logging.getLogger(__name__)
@@ -85,7 +91,10 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
 class RpcConnection:
     """One ``WS /ws`` connection: requests answered one at a time, in order; its subscriptions."""
 
-    __slots__ = ("_expiry", "_feeds", "_loop", "_outbox", "_session", "_svc", "_ws")
+    __slots__ = (
+        "_client", "_expiry", "_feeds", "_loop", "_outbox", "_rpc", "_session", "_svc", "_token",
+        "_ws",
+    )  # fmt: skip
 
     def __init__(self, websocket: WebSocket, svc: Services, transport: Transport | None) -> None:
         settings = svc.settings
@@ -102,6 +111,9 @@ class RpcConnection:
         )
         self._feeds: dict[str, Feed] = {}
         self._expiry: asyncio.TimerHandle | None = None
+        self._client = secrets.token_urlsafe(12)
+        self._token: str | None = None  # the checked connection token, for the RPC proxy
+        self._rpc: RpcCalls | None = None  # made on the first ``rpc`` call
 
     @property
     def _identity(self) -> Identity:
@@ -111,6 +123,8 @@ class RpcConnection:
         try:
             await self._read_loop()
         finally:
+            if self._rpc is not None:  # first: its handlers would write to the outbox
+                await self._rpc.close()
             await self._outbox.stop()
             if self._expiry is not None:
                 self._expiry.cancel()
@@ -149,9 +163,18 @@ class RpcConnection:
     async def _handle(self, frame: str) -> None:
         request: Request | None = None
         try:
-            request = parse_request(frame)
+            parsed = parse_request(frame)
+            if isinstance(parsed, ClientAnswer):
+                if self._rpc is not None:
+                    self._rpc.settle(parsed)
+                return
+            request = parsed
             self._session.admit(request, self._loop.time())
-            result, then = await self._dispatch(request, parse_params(request))
+            params = parse_params(request)
+            if isinstance(params, RpcParams):
+                self._rpc_calls().submit(request.id, params)  # answered when it finishes
+                return
+            result, then = await self._dispatch(request, params)
         except PushgateError as exc:
             if isinstance(exc, RequestError):
                 request_id = exc.request_id
@@ -168,7 +191,21 @@ class RpcConnection:
         if then is not None:
             then()
 
-    async def _dispatch(self, request: Request, params: Params) -> Outcome:
+    def _rpc_calls(self) -> RpcCalls:
+        if self._rpc is None:
+            svc = self._svc
+            self._rpc = RpcCalls(
+                svc.rpc,
+                svc.settings.rpc,
+                client=self._client,
+                identity=lambda: self._identity,
+                token=lambda: self._token,
+                publish=lambda channel, data: publish_as_server(svc, channel, data),
+                push=self._outbox.push,
+            )
+        return self._rpc
+
+    async def _dispatch(self, request: Request, params: CallParams) -> Outcome:
         try:
             return await self._call(params)
         except RedisError as exc:
@@ -181,7 +218,7 @@ class RpcConnection:
             log.exception("%s failed", request.method)
             raise PushgateError(ErrorKind.INTERNAL_ERROR, "internal error") from None
 
-    async def _call(self, params: Params) -> Outcome:
+    async def _call(self, params: CallParams) -> Outcome:
         match params:
             case ConnectParams():
                 return self._connect(params), None
@@ -205,13 +242,15 @@ class RpcConnection:
             exc.closes = True
             raise
         self._session.connect(identity)
+        if self._svc.auth.enabled:  # only a token the gateway checked goes to the RPC proxy
+            self._token = params.token
         if identity.expires_at is not None:
             delay = max(0.0, identity.expires_at - time.time())
             self._expiry = self._loop.call_later(
                 delay, self._outbox.finish, CloseCode.UNAUTHORIZED, "token expired"
             )
         return {
-            "client": secrets.token_urlsafe(12),
+            "client": self._client,
             "user": identity.user,
             "expires_at": identity.expires_at,
         }
@@ -313,7 +352,9 @@ class RpcConnection:
             feed = self._new_feed(channel.full, None)
             await self._attach(channel.full, feed)
         try:
-            _created, job = await submit_job(self._svc, request_id, params.url, self._identity)
+            _created, job = await submit_job(
+                self._svc, request_id, params.url, self._identity, transport="ws_rpc"
+            )
             history = await self._svc.backend.history(channel.full) if feed else []
         except BaseException:
             if feed is not None:

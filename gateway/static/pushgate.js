@@ -9,12 +9,17 @@
  *   pg.subscribe('chat:lobby').on('publication', (pub) => console.log(pub.offset, pub.data));
  *   await pg.publish('chat:lobby', { text: 'hi' });
  *
- * Calls made before the connection is up are queued and sent once it is. A call already sent
- * when its connection drops is rejected (its outcome is unknown). Subscriptions are renewed on
- * every new connection with `since` = the last publication delivered, and publications are
- * de-duplicated by offset. A `resubscribe` notification (the gateway may have missed some of a
- * channel's publications) renews that one subscription the same way, on the same connection. The client gives up, rejecting every waiting call, on a close code
- * after which reconnecting cannot help, or on `close()`.
+ *   await pg.rpc('counter.add', 2);                 // the application's own calls
+ *   pg.register('confirm', (params) => window.confirm(params.text));  // the server calls us
+ *
+ * Calls made before the connection is up are queued and sent once it is; if that connection
+ * attempt fails, every queued call is rejected (and the client keeps trying to connect). A call
+ * already sent when its connection drops is rejected too (its outcome is unknown).
+ * Subscriptions are renewed on every new connection with `since` = the last publication
+ * delivered, and publications are de-duplicated by offset. A `resubscribe` notification (the
+ * gateway may have missed some of a channel's publications) renews that one subscription the
+ * same way, on the same connection. The client gives up, rejecting every waiting call, on a
+ * close code after which reconnecting cannot help, or on `close()`.
  */
 
 /** @typedef {{ epoch: string, offset: string }} Position  ("" and "" = before anything) */
@@ -46,6 +51,8 @@ export const FINAL_CLOSE_CODES = new Map([
 ]);
 const TRANSIENT_ERRORS = new Set([-32013, -32029]); // unavailable, rate limited: retry later
 const UNAUTHORIZED = -32001;
+const RPC_UNKNOWN_METHOD = -32040;
+const RPC_ERROR = -32050;
 
 /** An Error carrying the JSON-RPC error `code` and `data`, or the WebSocket `closeCode`. */
 export class PushgateError extends Error {
@@ -210,6 +217,8 @@ export class Pushgate extends Emitter {
   subs = new Map();
   /** @type {ReturnType<typeof setTimeout> | undefined} the pending reconnect */
   timer = undefined;
+  /** @type {Map<string, Handler>} what answers the server's calls, by method */
+  handlers = new Map();
 
   /**
    * @param {string | string[] | ((attempt: number) => string)} [url] the endpoint
@@ -307,6 +316,25 @@ export class Pushgate extends Emitter {
   }
 
   /**
+   * Calls the application's `method` (`route` or `route.member`), queued until connected.
+   * When its handler raised, rejects with `code` -32050 and `data` {type, message}.
+   * @param {string} method @param {any} [params] @returns {Promise<any>}
+   */
+  rpc(method, params) {
+    return this.call('rpc', { method, params });
+  }
+
+  /**
+   * Answers the server's calls to `method` with `handler(params)` (its result, or its promise's).
+   * What it throws goes back as an error with its name, message and stack, which the gateway logs.
+   * @param {string} method @param {Handler} handler @returns {this}
+   */
+  register(method, handler) {
+    this.handlers.set(method, handler);
+    return this;
+  }
+
+  /**
    * Queues a scrape. With `subscribe: true` every event of the job from `queued` on goes to the
    * returned `subscription` (the request id is made here, so the channel is known up front).
    * @param {string} url @param {{ subscribe?: boolean, request_id?: string }} [opts]
@@ -357,6 +385,7 @@ export class Pushgate extends Emitter {
     }
     if (generation !== this.generation) return; // given up or restarted meanwhile
     if (failure) {
+      this.rejectQueued(new PushgateError(`connecting failed (${failure})`, { closeCode: 1006 }));
       this.emit('disconnect', { code: 1006, reason: failure, reconnect: true, delay: this.retryLater() });
       return;
     }
@@ -364,7 +393,7 @@ export class Pushgate extends Emitter {
     this.url = typeof urls === 'function' ? urls(this.attempt) : urls[this.turn++ % urls.length];
     const ws = (this.ws = new WebSocket(this.url));
     const deadline = setTimeout(() => this.drop(ws, 1006, 'timed out connecting'), connectTimeout);
-    ws.onmessage = (event) => this.receive(String(event.data));
+    ws.onmessage = (event) => this.receive(String(event.data), ws);
     ws.onclose = (event) => this.drop(ws, event.code, event.reason);
     ws.onopen = () => {
       this.request('connect', tokenValue ? { token: tokenValue } : {}).then(
@@ -436,12 +465,16 @@ export class Pushgate extends Emitter {
     return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
 
-  /** @param {string} text one frame from the server */
-  receive(text) {
+  /** @param {string} text one frame from the server @param {WebSocket} ws the socket it came by */
+  receive(text, ws) {
     let message;
     try {
       message = JSON.parse(text);
     } catch {
+      return;
+    }
+    if (typeof message.method === 'string' && typeof message.id === 'string') {
+      this.answer(message, ws);
       return;
     }
     if (message.method === 'publication') {
@@ -466,6 +499,35 @@ export class Pushgate extends Emitter {
   }
 
   /**
+   * Runs the handler of a server call and answers it on the socket it came by.
+   * @param {{ id: string, method: string, params?: any }} call @param {WebSocket} ws
+   */
+  async answer(call, ws) {
+    const handler = this.handlers.get(call.method);
+    /** @type {Record<string, any>} */
+    const reply = { jsonrpc: '2.0', id: call.id };
+    if (!handler) {
+      reply.error = { code: RPC_UNKNOWN_METHOD, message: `no handler for '${call.method}' on this client` };
+    } else {
+      try {
+        reply.result = (await handler(call.params)) ?? null;
+      } catch (thrown) {
+        const error = thrown instanceof Error ? thrown : new Error(String(thrown));
+        const data = { type: error.name, message: error.message, stack: error.stack ?? '' };
+        reply.error = { code: RPC_ERROR, message: error.message, data };
+      }
+    }
+    let text;
+    try {
+      text = JSON.stringify(reply);
+    } catch (error) {  // a result JSON cannot carry (a BigInt, a cycle)
+      const data = { type: 'TypeError', message: String(error), stack: '' };
+      text = JSON.stringify({ jsonrpc: '2.0', id: call.id, error: { code: RPC_ERROR, message: data.message, data } });
+    }
+    if (ws === this.ws && ws.readyState === WebSocket.OPEN) ws.send(text);
+  }
+
+  /**
    * Socket `ws` ended, whoever ended it: reconnect, or give up.
    * @param {WebSocket} ws @param {number} code @param {string} reason
    */
@@ -483,8 +545,16 @@ export class Pushgate extends Emitter {
       const message = `gave up: ${FINAL_CLOSE_CODES.get(code)} (${why})`;
       this.giveUp(new PushgateError(message, { closeCode: code }));
     } else {
+      if (this.state !== 'connected') {  // this attempt failed: so do the calls waiting for it
+        this.rejectQueued(new PushgateError(`connecting failed (${why})`, { closeCode: code }));
+      }
       this.emit('disconnect', { code, reason, reconnect: true, delay: this.retryLater() });
     }
+  }
+
+  /** The connection attempt failed: the calls waiting for it fail too. @param {Error} error */
+  rejectQueued(error) {
+    for (const { reject } of this.queue.splice(0)) reject(error);
   }
 
   /** @param {Error} error */

@@ -115,6 +115,8 @@ def _print_banner(options: DevOptions, env: Mapping[str, str], embedded: bool) -
     ws = f"ws://{options.host}:{options.port}"
     guard = env.get("PUSHGATE_ALLOW_PRIVATE_ADDRESSES", "false")
     auth_off = env.get("PUSHGATE_AUTH_DISABLED", "").lower() in ("1", "true", "yes", "on")
+    routes, proxy = env.get("PUSHGATE_RPC_ROUTES"), env.get("PUSHGATE_RPC_PROXY_URL")
+    rpc = f"routes {routes}" if routes else f"proxy to {proxy}" if proxy else "no routes"
     print(
         f"""
 pushgate dev is running (Ctrl-C stops everything)
@@ -122,6 +124,7 @@ pushgate dev is running (Ctrl-C stops everything)
   gateway  {base}   health: {base}/healthz   ready: {base}/readyz
   worker   1 process (private addresses allowed: {guard})
   auth     {AUTH_OFF_NOTE if auth_off else "on"}
+  rpc      {rpc}
 
 Try it:
   curl -s -X POST {base}/jobs -d '{{"url": "https://example.com/"}}'

@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("channel", help="<namespace>:<name>")
     publish.add_argument("data", metavar="JSON", help="the publication, any JSON value")
+    rpc = commands.add_parser(
+        "rpc", parents=[client], help="call an application method; print its result as JSON"
+    )
+    rpc.add_argument("method", help="<route> or <route>.<member>")
+    rpc.add_argument("params", metavar="JSON", nargs="?", help="its params, any JSON value")
     _operator_verbs(commands)
     return parser
 
@@ -138,6 +143,9 @@ def _verb(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         return cli_verbs.subscribe(target, args.channel, since)
     if args.command == "publish":
         return cli_verbs.publish(target, args.channel, parse_json(args.data))
+    if args.command == "rpc":
+        params = None if args.params is None else parse_json(args.params)
+        return cli_verbs.rpc(target, args.method, params)
     raise AssertionError(args.command)
 
 

@@ -17,6 +17,7 @@ from pushgate.core.auth import connection_token
 from pushgate.core.channels import Namespaces
 from pushgate.core.settings import (
     ENV_PREFIX,
+    RpcSettings,
     Settings,
     SettingsError,
     read_settings,
@@ -67,6 +68,7 @@ def config_problems(environ: Mapping[str, str]) -> list[str]:
         settings.auth.validate_gateway,
         lambda: Namespaces.from_settings(settings.history),
         lambda: _check_redis_url(settings.redis_url),
+        lambda: _check_rpc(settings.rpc),
     )
     for check in checks:
         try:
@@ -81,6 +83,15 @@ def _check_redis_url(url: str) -> None:
         parse_url(url)
     except ValueError as exc:
         raise SettingsError(f"PUSHGATE_REDIS_URL={url!r}: {exc}") from None
+
+
+def _check_rpc(settings: RpcSettings) -> None:
+    settings.validate()
+    if settings.routes:
+        # Imported here: the gateway imports the app's routes module at start, and so do we.
+        from gateway.rpc.routes import load_routes
+
+        load_routes(settings.routes)
 
 
 def version() -> int:

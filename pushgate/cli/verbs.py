@@ -1,7 +1,7 @@
-"""The client verbs of the ``pushgate`` command: ``submit``, ``subscribe`` and ``publish``.
+"""The client verbs of the ``pushgate`` command: ``submit``, ``subscribe``, ``publish``, ``rpc``.
 
 Each prints JSON lines on stdout and ends with an exit code: 0 ok, 1 the job failed, 2 a usage
-or connection error, explained on stderr.
+or connection error or an error answer, explained on stderr.
 """
 
 from __future__ import annotations
@@ -111,6 +111,13 @@ async def subscribe(target: Target, channel: str, since: Position | None) -> int
 async def publish(target: Target, channel: str, data: Any) -> int:
     async with _client(target) as client:
         _print_json(await client.publish(channel, data))
+    return EXIT_OK
+
+
+async def rpc(target: Target, method: str, params: Any) -> int:
+    """Print the result of one call of the application's ``method``."""
+    async with _client(target) as client:
+        _print_json(await client.rpc(method, params))
     return EXIT_OK
 
 

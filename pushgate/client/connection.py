@@ -7,13 +7,16 @@ with capped, fully jittered exponential backoff, sends ``connect`` again (asking
 callable for a fresh token) and resubscribes every channel from the last position it delivered,
 so each publication is yielded once and in order across reconnects. Calls made meanwhile wait
 for the new connection. A ``resubscribe`` notification (the gateway may have missed some of a
-channel's publications) resubscribes that channel the same way, on the same connection.
+channel's publications) resubscribes that channel the same way, on the same connection. Calls
+the gateway makes to this client (from the app's ``rpc`` handlers) go to the handlers given to
+``register``, each in a task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,11 +43,15 @@ from pushgate.client.wire import (
     Resubscribe,
     ResultHook,
     RpcError,
+    ServerCall,
     as_object,
     backoff_delay,
     decode_message,
+    encode_answer,
+    encode_failure,
     encode_request,
     is_new,
+    rpc_params,
     should_reconnect,
     subscribe_params,
 )
@@ -57,6 +64,8 @@ log = logging.getLogger(__name__)
 TokenSource = str | Callable[[], Awaitable[str | None]] | None
 UrlSource = str | Callable[[], str]
 RecoveryHook = Callable[["Subscription"], None]
+# A handler of calls from the gateway: params in, a JSON result (or an awaitable of one) out.
+ClientHandler = Callable[[Any], Any]
 
 DEFAULT_TIMEOUT = 10.0
 # A history answer holds up to 100 publications of up to 64 KiB each.
@@ -169,6 +178,8 @@ class PushgateClient:
         self._started = False
         self._supervisor: asyncio.Task[None] | None = None
         self._resubscribing: set[asyncio.Task[None]] = set()
+        self._handlers: dict[str, ClientHandler] = {}
+        self._answering: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -204,6 +215,8 @@ class PushgateClient:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
+        for task in list(self._answering):
+            task.cancel()
         if self._socket is not None:
             await self._socket.close()
             self._socket = None
@@ -220,6 +233,23 @@ class PushgateClient:
         async with asyncio.timeout(self._call_timeout if timeout is None else timeout):
             socket = await self._connection()
             return await self._request(socket, method, params)
+
+    async def rpc(
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - per call, over the client's default
+    ) -> Any:
+        """Call the application's ``method`` (``route`` or ``route.member``) and return its
+        result. Raises RpcError: ``RPC_ERROR`` when its handler raised (``data`` holds the
+        exception's ``type`` and ``message``), ``RPC_UNKNOWN_METHOD``, ``RPC_TIMEOUT``."""
+        return await self.call("rpc", rpc_params(method, params), timeout=timeout)
+
+    def register(self, method: str, handler: ClientHandler) -> None:
+        """Answer the gateway's calls to ``method`` with ``handler(params)`` (sync or async);
+        what it raises goes back as an error with its type, message and traceback."""
+        self._handlers[method] = handler
 
     def subscription(self, channel: str) -> Subscription:
         """The live subscription to ``channel``, e.g. one that ``submit(subscribe=True)`` made."""
@@ -395,7 +425,7 @@ class PushgateClient:
         """
         with contextlib.suppress(ConnectionClosedError):
             async for frame in socket:
-                self._dispatch(frame)
+                self._dispatch(frame, socket)
         close_code = socket.close_code
         established = self._socket is socket  # else a handshake failed; its attempt decides
         if established:
@@ -407,13 +437,17 @@ class PushgateClient:
             self._fail(ClientClosedError(message, close_code))
         return close_code
 
-    def _dispatch(self, frame: str | bytes) -> None:
+    def _dispatch(self, frame: str | bytes, socket: ClientConnection) -> None:
         try:
             message = decode_message(frame)
         except ProtocolViolationError as exc:
             log.warning("ignoring a frame: %s", exc)
             return
-        if isinstance(message, Publication):
+        if isinstance(message, ServerCall):
+            task = asyncio.create_task(self._answer(socket, message))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+        elif isinstance(message, Publication):
             subscription = self._subscriptions.get(message.channel)
             if subscription is not None:
                 subscription._offer(message)
@@ -421,6 +455,22 @@ class PushgateClient:
             self._start_resubscribe(message.channel)
         elif message is not None and not self._calls.settle(message):
             log.warning("ignoring an answer to no pending call: %r", message)
+
+    async def _answer(self, socket: ClientConnection, call: ServerCall) -> None:
+        """Run the handler of a server call and send its answer on the socket it came by."""
+        handler = self._handlers.get(call.method)
+        if handler is None:
+            answer = encode_failure(call.id, None, call.method)
+        else:
+            try:
+                result = handler(call.params)
+                if inspect.isawaitable(result):
+                    result = await result
+                answer = encode_answer(call.id, result)
+            except Exception as exc:
+                answer = encode_failure(call.id, exc, call.method)
+        with contextlib.suppress(ConnectionClosed):  # the gateway failed the call already
+            await socket.send(answer)
 
     async def _request(
         self,

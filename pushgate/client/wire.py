@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import json
 import random
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,15 @@ class Resubscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerCall:
+    """A call the gateway makes to this client (a handler of the app's ``rpc`` routes did)."""
+
+    id: str
+    method: str
+    params: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Response:
     """A JSON-RPC response: ``error`` is set for an error answer, ``result`` otherwise."""
 
@@ -154,9 +164,11 @@ def subscribe_params(
     return params
 
 
-def decode_message(frame: str | bytes) -> Response | Publication | Resubscribe | None:
-    """A server frame as a response, a publication or a resubscribe; None for a notification
-    this client does not know (a newer server may send more kinds)."""
+def decode_message(
+    frame: str | bytes,
+) -> Response | Publication | Resubscribe | ServerCall | None:
+    """A server frame as a response, a publication, a resubscribe or a call to this client; None
+    for a notification this client does not know (a newer server may send more kinds)."""
     try:
         message = json.loads(frame)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -164,12 +176,21 @@ def decode_message(frame: str | bytes) -> Response | Publication | Resubscribe |
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
         raise ProtocolViolationError("frame is not a JSON-RPC 2.0 message")
     if "method" in message:
-        return _notification(message["method"], message.get("params"))
+        return _server_message(message)
     if "error" in message:
         return Response(message.get("id"), None, _rpc_error(message["error"], message.get("id")))
     if "result" not in message or "id" not in message:
         raise ProtocolViolationError("response has neither result nor error")
     return Response(message["id"], message["result"], None)
+
+
+def _server_message(message: dict[str, Any]) -> Publication | Resubscribe | ServerCall | None:
+    method, call_id = message["method"], message.get("id")
+    if call_id is not None:
+        if not isinstance(call_id, str) or not isinstance(method, str):
+            raise ProtocolViolationError("a server call needs a string id and method")
+        return ServerCall(call_id, method, message.get("params"))
+    return _notification(method, message.get("params"))
 
 
 def _notification(method: object, params: object) -> Publication | Resubscribe | None:
@@ -210,6 +231,31 @@ def _rpc_error(error: object, request_id: RequestId | None) -> RpcError:
         # A code newer than this client: still an error answer, never a dropped response.
         code, data = RpcCode.INTERNAL_ERROR, {**(data or {}), "code": raw_code}
     return RpcError(code, message, data, request_id=request_id)
+
+
+def encode_answer(call_id: str, result: Any) -> str:
+    """This client's answer to a server call; raises TypeError when ``result`` is not JSON."""
+    return json.dumps({"jsonrpc": "2.0", "id": call_id, "result": result}, separators=(",", ":"))
+
+
+def encode_failure(call_id: str, error: BaseException | None, method: str) -> str:
+    """The error answer to a server call: what the handler raised (its type, message and
+    traceback, which the gateway logs), or ``None``: no handler is registered for ``method``."""
+    if error is None:
+        body: dict[str, Any] = {
+            "code": int(RpcCode.RPC_UNKNOWN_METHOD),
+            "message": f"no handler for {method!r} on this client",
+        }
+    else:
+        stack = "".join(traceback.format_exception(error))
+        data = {"type": type(error).__name__, "message": str(error), "stack": stack}
+        body = {"code": int(RpcCode.RPC_ERROR), "message": str(error), "data": data}
+    return json.dumps({"jsonrpc": "2.0", "id": call_id, "error": body}, separators=(",", ":"))
+
+
+def rpc_params(method: str, params: Any) -> dict[str, Any]:
+    """The params of an ``rpc`` call: ``params`` left out when None."""
+    return {"method": method} if params is None else {"method": method, "params": params}
 
 
 def as_object(value: Any) -> dict[str, Any]:

@@ -86,6 +86,11 @@ class RpcCode(IntEnum):
     CONFLICT = -32009
     UNAVAILABLE = -32013
     RATE_LIMITED = -32029
+    # The application's own calls (the ``rpc`` method): codes of their own, so that a client
+    # can tell the app's refusals from the protocol's.
+    RPC_UNKNOWN_METHOD = -32040
+    RPC_ERROR = -32050
+    RPC_TIMEOUT = -32054
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: rows alike in every column stay distinct kinds
@@ -142,12 +147,27 @@ class ErrorKind(ErrorSpec, Enum):
     RATE_LIMITED            = (429, _R.RATE_LIMITED,      _C.TOO_MANY_CONNECTIONS, True)
     UNAVAILABLE             = (503, _R.UNAVAILABLE,       _C.TRY_AGAIN_LATER,      True)
     INTERNAL_ERROR          = (500, _R.INTERNAL_ERROR,    _C.INTERNAL_ERROR,       True)
+    # Only ``rpc`` answers these (never HTTP, never a close). A timed-out call may have run:
+    # not retried by itself.
+    RPC_UNKNOWN_METHOD      = (404, _R.RPC_UNKNOWN_METHOD, _C.BAD_REQUEST,         False)
+    RPC_ERROR               = (500, _R.RPC_ERROR,         _C.INTERNAL_ERROR,       False)
+    RPC_TIMEOUT             = (504, _R.RPC_TIMEOUT,       _C.INTERNAL_ERROR,       False)
     # fmt: on
 
     @property
     def code(self) -> str:
         return self.name.lower()
 
+
+# Kinds only ``WS /ws`` answers with (docs/protocol.md lists them); every other kind may come
+# over HTTP too (README's table, OpenAPI's error codes).
+JSON_RPC_ONLY = frozenset(
+    {
+        ErrorKind.PARSE_ERROR, ErrorKind.INVALID_REQUEST, ErrorKind.UNKNOWN_METHOD,
+        ErrorKind.INVALID_PARAMS, ErrorKind.LIMIT_EXCEEDED, ErrorKind.INVALID_OFFSET,
+        ErrorKind.RPC_UNKNOWN_METHOD, ErrorKind.RPC_ERROR, ErrorKind.RPC_TIMEOUT,
+    }
+)  # fmt: skip
 
 # A client sees only the JSON-RPC code, so retrying is decided per code (a test checks that no
 # two kinds sharing a code disagree).

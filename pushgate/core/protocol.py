@@ -14,6 +14,7 @@ from typing import Any
 
 from pushgate.core.channels import Channel, ChannelNameError, Identity, parse_channel
 from pushgate.core.errors import ErrorKind, PushgateError
+from pushgate.core.rpc import ClientAnswer, MethodName, is_answer, parse_answer, parse_method
 from pushgate.core.wire import (
     OffsetKey,
     lenient_json,
@@ -51,9 +52,10 @@ class Request:
     params: dict[str, Any]
 
 
-def parse_request(text: str | bytes) -> Request:
-    """The request a frame holds. A frame that is JSON but holds a value strict parsers refuse
-    (NaN, say) is answered with its id, so the client knows which call failed."""
+def parse_request(text: str | bytes) -> Request | ClientAnswer:
+    """A client frame: a request, or the client's answer to a call the server made. A frame that
+    is JSON but holds a value strict parsers refuse (NaN, say) is answered with its id, so the
+    client knows which call failed."""
     try:
         message = parse_json(text, "frame")
     except PushgateError as exc:
@@ -63,11 +65,13 @@ def parse_request(text: str | bytes) -> Request:
             refused = lenient_json(text)
         except (ValueError, RecursionError):
             raise RequestError(ErrorKind.PARSE_ERROR, exc.message) from None
-        raise RequestError(exc.kind, exc.message, _request_from(refused).id) from None
+        answered = _request_from(refused)
+        request_id = answered.id if isinstance(answered, Request) else None
+        raise RequestError(exc.kind, exc.message, request_id) from None
     return _request_from(message)
 
 
-def _request_from(message: object) -> Request:
+def _request_from(message: object) -> Request | ClientAnswer:
     if not isinstance(message, dict):
         raise RequestError(
             ErrorKind.INVALID_REQUEST, "a frame must hold one JSON-RPC request object"
@@ -83,6 +87,8 @@ def _request_from(message: object) -> Request:
 
     if message.get("jsonrpc") != "2.0":
         raise invalid('jsonrpc must be "2.0"')
+    if is_answer(message):
+        return parse_answer(message)
     method = message.get("method")
     if not isinstance(method, str):
         raise invalid("method must be a string")
@@ -157,13 +163,22 @@ class HistoryParams:
 
 
 @dataclass(frozen=True, slots=True)
+class RpcParams:
+    """``rpc``: a well-formed application method, and its params (any JSON, None if left out)."""
+
+    method: MethodName
+    params: Any
+
+
+@dataclass(frozen=True, slots=True)
 class PingParams:
     """``ping``: no parameters at all."""
 
     pass
 
 
-Params = (
+# The protocol's own methods, answered in order; ``rpc`` calls are the application's.
+CallParams = (
     ConnectParams
     | SubscribeParams
     | UnsubscribeParams
@@ -172,6 +187,7 @@ Params = (
     | HistoryParams
     | PingParams
 )
+Params = CallParams | RpcParams
 
 
 def parse_params(request: Request) -> Params:
@@ -276,6 +292,15 @@ def _history(r: _Reader) -> HistoryParams:
     return HistoryParams(channel, since, limit or MAX_HISTORY_LIMIT)
 
 
+def _rpc(r: _Reader) -> RpcParams:
+    method = parse_method(r.get("method", str, required=True))
+    if method is None:
+        raise invalid_params("method must be <route> or <route>.<member>: identifiers", "method")
+    r.seen.add("params")
+    r.done()
+    return RpcParams(method, r.params.get("params"))
+
+
 def _ping(r: _Reader) -> PingParams:
     r.done()
     return PingParams()
@@ -288,6 +313,7 @@ _PARSERS: dict[str, Callable[[_Reader], Params]] = {
     "publish": _publish,
     "submit": _submit,
     "history": _history,
+    "rpc": _rpc,
     "ping": _ping,
 }
 

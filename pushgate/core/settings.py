@@ -98,6 +98,10 @@ class LimitSettings:
     # is dropped instead of holding memory or anyone else.
     ws_queue_size: int = _env("WS_QUEUE_SIZE", 1000, positive=True)
     ws_send_timeout: float = _env("WS_SEND_TIMEOUT", 10.0)
+    # A /ws/jobs socket opened before its job is submitted waits this long for it (0: 4404 at
+    # once), and at most this many wait at a time on one gateway (the rest get 4404 at once).
+    job_wait_seconds: float = _env("JOB_WAIT_SECONDS", 30.0)
+    job_wait_max_sockets: int = _env("JOB_WAIT_MAX_SOCKETS", 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,37 @@ class RateLimitSettings:
     # New WebSocket connections and SSE streams per client IP.
     connect: float = _env("RATE_CONNECT", 20.0)
     connect_burst: int = _env("RATE_CONNECT_BURST", 100, positive=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RpcSettings:
+    """The application's own calls over ``/ws`` (the ``rpc`` method): who serves them, and the
+    bounds on each call and connection."""
+
+    # In-process routes, ``package.module:NAME`` of a dict of name -> function or class; or an
+    # HTTP endpoint of the app that gets a POST per call. At most one of the two.
+    routes: str = _env("RPC_ROUTES", "")
+    proxy_url: str = _env("RPC_PROXY_URL", "")
+    # Every call is answered within this many seconds of its arrival, if only with a timeout.
+    timeout: float = _env("RPC_TIMEOUT", 10.0)
+    # Calls one connection may have waiting or running; more are refused (limit exceeded).
+    max_queued: int = _env("RPC_MAX_QUEUED", 16, positive=True)
+    # Calls the server may have waiting for one client's answer at a time.
+    client_calls: int = _env("RPC_CLIENT_CALLS", 16, positive=True)
+    # Threads running the sync handlers of in-process routes (off the event loop).
+    threads: int = _env("RPC_THREADS", 8, positive=True)
+    # Requests to the proxy endpoint in flight at once, per gateway; more wait their turn.
+    proxy_concurrency: int = _env("RPC_PROXY_CONCURRENCY", 64, positive=True)
+
+    def validate(self) -> None:
+        """One way of serving calls at most, and a proxy URL a gateway can POST to."""
+        if self.routes and self.proxy_url:
+            raise SettingsError("set PUSHGATE_RPC_ROUTES or PUSHGATE_RPC_PROXY_URL, not both")
+        parts = urlsplit(self.proxy_url)
+        if self.proxy_url and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise SettingsError(
+                f"PUSHGATE_RPC_PROXY_URL={self.proxy_url!r} is not an absolute http(s) URL"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +236,7 @@ SETTINGS_GROUPS: tuple[type, ...] = (
     AuthSettings,
     LimitSettings,
     RateLimitSettings,
+    RpcSettings,
     HistorySettings,
     GatewaySettings,
     WorkerPoolSettings,
@@ -227,6 +263,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     rates: RateLimitSettings = field(default_factory=RateLimitSettings)
+    rpc: RpcSettings = field(default_factory=RpcSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     pool: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)

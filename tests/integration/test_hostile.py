@@ -351,7 +351,7 @@ async def test_unreadable_and_unknown_jobs_close_and_error_alike(
         (await read_all(f"{auth_gateway.ws_url}/ws/jobs/{request_id}")).close_code
         for request_id in (existing, unknown)
     ]
-    assert closes == [4404, 4404]
+    assert closes == [4401, 4401]  # no token: refused alike, before any lookup
     async with rpc(auth_gateway.ws_url) as bob:
         await bob.result("connect", {"token": jwt.encode({"sub": "bob"}, JWT_SECRET)})
         for method in ("subscribe", "history"):

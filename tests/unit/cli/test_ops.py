@@ -79,3 +79,23 @@ def test_negative_ttl_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as caught:
         main(["token", "--sub", "ann", "--ttl", "-1"])
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("rpc", "problem"),
+    [
+        ({"PUSHGATE_RPC_ROUTES": "tests.no_such_module:ROUTES"}, "cannot import"),
+        ({"PUSHGATE_RPC_ROUTES": "tests.rpc_routes:whoami"}, "must be a dict"),
+        ({"PUSHGATE_RPC_PROXY_URL": "app/rpc"}, "not an absolute http(s) URL"),
+    ],
+)
+def test_check_config_loads_the_rpc_routes_as_a_gateway_would(
+    rpc: dict[str, str], problem: str
+) -> None:
+    (found,) = config_problems({"PUSHGATE_JWT_SECRET": SECRET, **rpc})
+    assert problem in found
+
+
+def test_check_config_passes_routes_that_load() -> None:
+    routes = {"PUSHGATE_RPC_ROUTES": "tests.rpc_routes:ROUTES"}
+    assert config_problems({"PUSHGATE_JWT_SECRET": SECRET, **routes}) == []

@@ -18,8 +18,11 @@ from pushgate.client.wire import (
     ProtocolViolationError,
     Publication,
     Response,
+    ServerCall,
     backoff_delay,
     decode_message,
+    encode_answer,
+    encode_failure,
     encode_request,
     is_new,
     should_reconnect,
@@ -295,3 +298,33 @@ async def test_calls_after_close_fail_with_client_closed() -> None:
     await client.close()
     with pytest.raises(ClientClosedError):
         await asyncio.wait_for(client.publish("chat:a", 1), 5)
+
+
+# Calls from the server
+
+
+def test_a_server_call_is_decoded_as_one() -> None:
+    frame = json.dumps({"jsonrpc": "2.0", "id": "s3", "method": "confirm", "params": {"a": 1}})
+    assert decode_message(frame) == ServerCall("s3", "confirm", {"a": 1})
+
+
+@pytest.mark.parametrize("call_id", [3, ["s1"], True])
+def test_a_server_call_needs_a_string_id(call_id: object) -> None:
+    with pytest.raises(ProtocolViolationError):
+        decode_message(json.dumps({"jsonrpc": "2.0", "id": call_id, "method": "confirm"}))
+
+
+def test_answers_to_server_calls() -> None:
+    assert json.loads(encode_answer("s1", [1])) == {"jsonrpc": "2.0", "id": "s1", "result": [1]}
+    try:
+        raise ValueError("no thanks")
+    except ValueError as exc:
+        failed = json.loads(encode_failure("s2", exc, "confirm"))
+    error = failed["error"]
+    assert (failed["id"], error["code"], error["message"]) == ("s2", -32050, "no thanks")
+    assert error["data"]["type"] == "ValueError"
+    assert error["data"]["message"] == "no thanks"
+    assert "Traceback" in error["data"]["stack"] and "no thanks" in error["data"]["stack"]
+    missing = json.loads(encode_failure("s3", None, "confirm"))["error"]
+    assert missing["code"] == -32040
+    assert "confirm" in missing["message"]

@@ -37,8 +37,14 @@ def frame(method: str, params: Any = None, request_id: Any = 1) -> str:
     return json.dumps(message)
 
 
+def request_of(text: str | bytes) -> Request:
+    parsed = parse_request(text)
+    assert isinstance(parsed, Request), parsed
+    return parsed
+
+
 def params_of(method: str, params: Any = None) -> object:
-    return parse_params(parse_request(frame(method, params)))
+    return parse_params(request_of(frame(method, params)))
 
 
 def rpc_error(method: str, params: Any = None) -> PushgateError:
@@ -60,7 +66,7 @@ def test_request_without_id_is_a_notification() -> None:
 
 
 def test_bytes_frames_are_parsed_as_utf8() -> None:
-    assert parse_request(frame("ping").encode()).method == "ping"
+    assert request_of(frame("ping").encode()).method == "ping"
 
 
 @pytest.mark.parametrize("text", ["not json", "{", "", b"\xff\xfe"])

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +127,31 @@ def test_job_timeout_seconds_overrides_the_derived_bound() -> None:
 def test_a_worker_needs_a_lease_it_can_renew(lease: str) -> None:
     with pytest.raises(SettingsError, match="PUSHGATE_WORKER_LEASE_SECONDS"):
         Settings.from_env({"PUSHGATE_WORKER_LEASE_SECONDS": lease})
+
+
+@pytest.mark.parametrize(
+    ("environ", "says"),
+    [
+        (
+            {"PUSHGATE_RPC_ROUTES": "app:ROUTES", "PUSHGATE_RPC_PROXY_URL": "http://app/rpc"},
+            "not both",
+        ),
+        ({"PUSHGATE_RPC_PROXY_URL": "app.internal/rpc"}, "not an absolute http(s) URL"),
+        ({"PUSHGATE_RPC_PROXY_URL": "ftp://app.internal/rpc"}, "not an absolute http(s) URL"),
+    ],
+)
+def test_rpc_settings_that_cannot_work_are_refused(environ: dict[str, str], says: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(says)):
+        Settings.from_env(environ).rpc.validate()
+
+
+def test_rpc_settings_that_can_work_pass() -> None:
+    Settings.from_env({"PUSHGATE_RPC_PROXY_URL": "https://app.internal:8443/rpc"}).rpc.validate()
+    Settings().rpc.validate()
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    first_cells = re.findall(r"^\| (`PUSHGATE_.*?) \|", readme, re.M)  # some name two
+    documented = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
+    assert variable_names() <= documented

@@ -1,0 +1,1 @@
+"""A class route: one ``Counter`` per connection (``counter.add``, ``counter.get``)."""

@@ -1,0 +1,1 @@
+"""The RPC proxy: the application's calls served by an HTTP endpoint of its own."""
