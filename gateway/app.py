@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
             backend,
             redis_timeout=resolved.redis_timeout,
             position_check=resolved.position_check_seconds,
+            metrics=metrics,
         )
         metrics.watch(
             lambda: len(connections), lambda: hub.channel_count, lambda: hub.subscriber_count

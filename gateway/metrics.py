@@ -49,9 +49,6 @@ class GatewayMetrics:
             ["transport", "code"],
             registry=r,
         )
-        self.messages_sent = Counter(
-            "pushgate_messages_sent", "Frames and events sent", ["transport"], registry=r
-        )
         self.messages_received = Counter(
             "pushgate_messages_received", "Frames received from clients", ["transport"], registry=r
         )
@@ -59,9 +56,6 @@ class GatewayMetrics:
             "pushgate_publications_delivered",
             "Publications handed to local subscribers (one per subscriber)",
             registry=r,
-        )
-        self.slow_consumers = Counter(
-            "pushgate_slow_consumer_closes", "Clients closed for not reading", registry=r
         )
         self.rpc_errors = Counter(
             "pushgate_rpc_errors",

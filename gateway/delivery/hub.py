@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from gateway.delivery.direct import DirectWrites
+from gateway.metrics import GatewayMetrics
 from pushgate.broker.pubsub import Confirmed, Connected, Disconnected, LiveEvent, PubSubConnection
 from pushgate.broker.store import Backend, Replay
 from pushgate.core.errors import ErrorKind, PushgateError
@@ -93,8 +95,10 @@ class Hub:
         *,
         redis_timeout: float = 1.5,
         position_check: float = 10.0,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._connection = connection
+        self._metrics = metrics
         self._backend = backend
         self._redis_timeout = redis_timeout
         self._position_check = position_check
@@ -248,6 +252,8 @@ class Hub:
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _went_down(self) -> None:
+        if self.connected and self._metrics is not None:
+            self._metrics.pubsub_reconnects.labels("0").inc()
         self.connected = False
         # Whatever was in flight died with the connection; the reconnect resubscribes what is
         # wanted, and those confirmations drive the catch-up.
@@ -290,6 +296,10 @@ class Hub:
             entry.position = (publication.key, publication.epoch, publication.offset)
         for subscriber in tuple(entry.subscribers):
             subscriber.deliver(publication)
+        if self._metrics is not None:  # per publication, not per subscriber: the hot path
+            self._metrics.deliveries.inc(len(entry.subscribers))
+            lag = time.time() - publication.key[0] / 1000  # a stream id is Redis's clock in ms
+            self._metrics.pubsub_lag.observe(max(lag, 0.0))
         return True
 
     def _on_confirmed(self, event: Confirmed) -> None:

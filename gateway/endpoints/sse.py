@@ -69,6 +69,7 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
     await subscribe_feed(svc, channel.full, feed)
     # A drain ends the stream the way overflow does: EventSource reconnects and resumes.
     entry = svc.connections.register(lambda _code, _reason: overflow())
+    svc.metrics.opened.labels("sse").inc()
     try:
         yield "retry: 2000\n\n"
         missed, floor, recovered = await from_redis(svc, _start(svc, channel, last_id))
@@ -79,6 +80,7 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
         async for event in _drain(queue):
             yield event
     finally:
+        svc.metrics.closed.labels("sse", "1000").inc()
         svc.connections.leave(entry)
         svc.hub.unsubscribe(channel.full, feed)
 

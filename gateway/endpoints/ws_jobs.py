@@ -101,6 +101,7 @@ async def _stream(
     try:
         await subscribe_feed(svc, channel.full, feed)
         entry = svc.connections.register(outbox.finish)
+        svc.metrics.opened.labels("ws_jobs").inc()
         try:
             replay = await from_redis(svc, svc.backend.replay(channel.full, after=since))
             svc.hub.note_position(channel.full, replay.epoch, replay.offset)
@@ -108,7 +109,8 @@ async def _stream(
             if job is not None and job.finished:
                 # The terminal event was in history; if it was not sent, `since` was past it.
                 outbox.finish(CloseCode.NORMAL, "job finished")
-            await _drain_inbound(websocket)
+            code = await _drain_inbound(websocket)
+            svc.metrics.closed.labels("ws_jobs", str(code)).inc()
         finally:
             svc.connections.leave(entry)
             await outbox.stop()
@@ -118,16 +120,16 @@ async def _stream(
             wait.end()
 
 
-async def _drain_inbound(websocket: WebSocket) -> None:
+async def _drain_inbound(websocket: WebSocket) -> int:
     """Read until the client leaves (also after a close we sent: it answers, or uvicorn drops it
-    after its close timeout)."""
+    after its close timeout); returns the close code."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
-            return
+            return int(message.get("code", 1005))
         if frame_size(message) > MAX_INBOUND_BYTES:
             await websocket.close(CloseCode.MESSAGE_TOO_BIG, "this endpoint takes no messages")
-            return
+            return int(CloseCode.MESSAGE_TOO_BIG)
 
 
 ROUTES = [WebSocketRoute("/ws/jobs/{request_id}", job_socket)]

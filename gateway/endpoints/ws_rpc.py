@@ -37,6 +37,7 @@ from pushgate.core.auth import AuthError
 from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity, may_publish
 from pushgate.core.errors import CloseCode, ErrorKind, PushgateError
 from pushgate.core.protocol import (
+    METHODS,
     CallParams,
     ConnectParams,
     HistoryParams,
@@ -82,6 +83,7 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
     if entry is None:
         await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, "gateway is full, try another")
         return
+    svc.metrics.opened.labels("ws_rpc").inc()
     try:
         await connection.run()
     finally:
@@ -149,8 +151,11 @@ class RpcConnection:
                 self._outbox.finish(CloseCode.UNAUTHORIZED, "connect timeout")
                 connect_by = float("inf")
                 continue
+            metrics = self._svc.metrics
             if message["type"] == "websocket.disconnect":
+                metrics.closed.labels("ws_rpc", str(message.get("code", 1005))).inc()
                 return
+            metrics.messages_received.labels("ws_rpc").inc()
             text = message.get("text")
             if frame_size(message) > settings.limits.max_message_bytes:
                 limit = settings.limits.max_message_bytes
@@ -181,6 +186,10 @@ class RpcConnection:
             else:
                 assert request is not None  # only parsing fails before there is a request
                 request_id = request.id
+            # Bounded label: a client may name any method; only ours are counted by name.
+            known = isinstance(request, Request) and request.method in METHODS
+            method = request.method if known and request is not None else "(other)"
+            self._svc.metrics.rpc_errors.labels(method, str(int(exc.kind.rpc_code))).inc()
             if request is None or request.id is not None:
                 self._outbox.push(encode_error(request_id, exc))
             if exc.closes:
@@ -299,6 +308,7 @@ class RpcConnection:
         svc.hub.note_position(channel.full, replay.epoch, replay.offset)
         result: Result = {"channel": channel.full, "epoch": replay.epoch, "offset": replay.offset}
         result["recovered"] = replay.recovered
+        self._svc.metrics.resumes.labels(str(replay.recovered).lower()).inc()
         if replay.recovered:
             return result, lambda: feed.go_live(replay.publications)
         # Nothing replayed: the client refetches its state and goes on from the newest offset.

@@ -316,6 +316,7 @@ _PARSERS: dict[str, Callable[[_Reader], Params]] = {
     "rpc": _rpc,
     "ping": _ping,
 }
+METHODS = frozenset(_PARSERS)  # the methods a client may call
 
 
 # Encoding

@@ -64,9 +64,12 @@ async def until(condition: Callable[[], object], seconds: float = WAIT) -> float
 
 
 @asynccontextmanager
-async def running_hub(redis_url: str, backend: Backend, **options: float) -> AsyncIterator[Hub]:
+async def running_hub(
+    redis_url: str, backend: Backend, *, redis_timeout: float = 1.5, position_check: float = 10.0
+) -> AsyncIterator[Hub]:
     """An in-process hub on ``redis_url`` (its history reads go to ``backend``), connected."""
-    hub = Hub(PubSubConnection(redis_url, ping_interval=0.5), backend, **options)
+    connection = PubSubConnection(redis_url, ping_interval=0.5)
+    hub = Hub(connection, backend, redis_timeout=redis_timeout, position_check=position_check)
     await hub.start()
     try:
         await until(lambda: hub.connected)

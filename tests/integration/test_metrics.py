@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 
 import httpx
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from pushgate.cli.processes import free_port
 from pushgate.cli.redis_server import RedisServer
 from tests.conftest import OPEN_ENV, redis_db
 from tests.origin import Origin
+from tests.rpc import rpc
 from tests.stack import MODULE_WORKER, Stack, submit
 from tests.wsclient import read_all
 
@@ -90,3 +94,65 @@ async def test_gateway_metrics_count_requests_jobs_and_sockets(
     assert moved("pushgate_jobs_submitted_total", (("transport", "http"),)) == 1
     for gauge in ("pushgate_connections", "pushgate_channels", "pushgate_subscriptions"):
         assert (gauge, ()) in after
+
+
+async def test_gateway_metrics_count_sockets_deliveries_errors_and_resumes(stack: Stack) -> None:
+    gateway = stack.gateways[0]
+    metrics_url = f"{gateway.http_url}/metrics"
+    channel = f"chat:metrics-{uuid.uuid4().hex}"
+    before = scrape(metrics_url)
+    async with rpc(gateway.ws_url) as one, rpc(gateway.ws_url) as two:
+        for client in (one, two):
+            await client.result("subscribe", {"channel": channel})
+        first = await one.result("publish", {"channel": channel, "data": 1})
+        await one.result("publish", {"channel": channel, "data": 2})
+        for client in (one, two):
+            await client.publications_until(2)
+        assert await one.error_code("history", {"channel": "nope:x"}) == -32004
+        assert await one.error_code("no.such.method", {}) == -32601
+        since = {"epoch": first["epoch"], "offset": first["offset"]}
+        await two.result("unsubscribe", {"channel": channel})
+        resumed = await two.result("subscribe", {"channel": channel, "since": since})
+        assert resumed["recovered"] is True
+    after = await settled(metrics_url, before)
+
+    def moved(name: str, *labels: tuple[str, str]) -> float:
+        key = (name, tuple(sorted(labels)))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    ws = ("transport", "ws_rpc")
+    assert moved("pushgate_connections_opened_total", ws) == 2
+    assert moved("pushgate_connections_closed_total", ws, ("code", "1000")) == 2
+    assert moved("pushgate_messages_received_total", ws) == 8  # 5 frames from one, 3 from two
+    assert moved("pushgate_publications_delivered_total") >= 4  # 2 publications x 2 subscribers
+    assert moved("pushgate_pubsub_lag_seconds_count") >= 2
+    unknown = (("code", "-32004"), ("method", "history"))
+    assert moved("pushgate_rpc_errors_total", *unknown) == 1
+    assert moved("pushgate_rpc_errors_total", ("code", "-32601"), ("method", "(other)")) == 1
+    assert moved("pushgate_resumes_total", ("recovered", "true")) == 1
+
+
+async def settled(url: str, before: Samples) -> Samples:
+    """The metrics once both sockets' closes are counted (the gateway sees them a moment after
+    the client)."""
+    deadline = time.monotonic() + 10
+    key = ("pushgate_connections_closed_total", (("code", "1000"), ("transport", "ws_rpc")))
+    while (after := scrape(url)).get(key, 0.0) - before.get(key, 0.0) < 2:
+        assert time.monotonic() < deadline, "closes not counted"
+        await asyncio.sleep(0.05)
+    return after
+
+
+async def test_a_pubsub_reconnect_is_counted(stack: Stack, redis_server: RedisServer) -> None:
+    metrics_url = f"{stack.gateways[0].http_url}/metrics"
+    key = ("pushgate_pubsub_reconnects_total", (("shard", "0"),))
+    before = scrape(metrics_url).get(key, 0.0)
+    killer = redis.Redis.from_url(redis_server.url)
+    try:
+        killer.client_kill_filter(_type="pubsub")
+    finally:
+        killer.close()
+    deadline = time.monotonic() + 10
+    while scrape(metrics_url).get(key, 0.0) < before + 1:
+        assert time.monotonic() < deadline, "reconnect not counted"
+        await asyncio.sleep(0.05)

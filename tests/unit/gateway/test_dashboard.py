@@ -41,6 +41,6 @@ def exposed_without_panel(queried: set[str]) -> set[str]:
     for metrics in (GatewayMetrics(), WorkerMetrics()):
         families |= {family.name for family in metrics.registry.collect()}
     shown = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in queried}
-    return families - shown - {"pushgate_messages_sent", "pushgate_messages_received",
+    return families - shown - {"pushgate_messages_received",
                                "pushgate_connections_opened", "pushgate_worker_jobs_started",
                                "pushgate_worker_fetch_bytes"}  # fmt: skip
