@@ -6,13 +6,32 @@ import asyncio
 import signal
 import time
 
-from tests.faults.conftest import Figures, MakeFaultStack, attempts, stall_url, started, types
+from tests.faults.conftest import (
+    Event,
+    FaultStack,
+    Figures,
+    MakeFaultStack,
+    attempts,
+    stall_url,
+    started,
+    types,
+)
 from tests.origin import Origin
 from tests.stack import submit
 
 OUTAGE_SECONDS = 3.0
 # The worker's reconnect backoff (5 s cap by default), then the job itself.
 RECOVERY_TIMEOUT = 30.0
+
+
+async def timed_outcome(
+    faults: FaultStack, request_id: str, since: float, label: str, figures: Figures
+) -> list[Event]:
+    """The job's events once it ends, with the time from ``since`` and the events as figures."""
+    events = await faults.outcome(request_id, RECOVERY_TIMEOUT)
+    figures.add(label, f"{time.monotonic() - since:.2f} s")
+    figures.add("events", " ".join(types(events)))
+    return events
 
 
 async def test_idle_worker_waits_out_a_redis_restart_then_runs_a_new_job(
@@ -26,9 +45,8 @@ async def test_idle_worker_waits_out_a_redis_restart_then_runs_a_new_job(
     faults.restart_redis()
     restarted = time.monotonic()
     request_id = submit(faults.stack, origin.url("/pages/links.html"))
-    events = await faults.outcome(request_id, RECOVERY_TIMEOUT)
+    events = await timed_outcome(faults, request_id, restarted, "Redis back -> job result", figures)
     figures.add("worker alive after outage", f"yes ({OUTAGE_SECONDS:g} s without Redis)")
-    figures.add("Redis back -> job result", f"{time.monotonic() - restarted:.2f} s")
     assert types(events) == ["queued", "started", "result"]
     assert worker.poll() is None
 
@@ -49,9 +67,9 @@ async def test_job_queued_before_redis_died_runs_once_redis_and_its_worker_are_b
     finally:
         worker.send_signal(signal.SIGCONT)
     thawed = time.monotonic()
-    events = await faults.outcome(request_id, RECOVERY_TIMEOUT)
-    figures.add("Redis back -> queued job result", f"{time.monotonic() - thawed:.2f} s")
-    figures.add("events", " ".join(types(events)))
+    events = await timed_outcome(
+        faults, request_id, thawed, "Redis back -> queued job result", figures
+    )
     assert types(events) == ["queued", "started", "result"]
     assert worker.poll() is None
 
@@ -69,9 +87,9 @@ async def test_running_job_carries_its_outcome_across_a_redis_restart(
     await asyncio.sleep(stall + 1)
     faults.restart_redis()
     restarted = time.monotonic()
-    events = await faults.outcome(request_id, RECOVERY_TIMEOUT)
-    figures.add("Redis back -> result published", f"{time.monotonic() - restarted:.2f} s")
-    figures.add("events", " ".join(types(events)))
+    events = await timed_outcome(
+        faults, request_id, restarted, "Redis back -> result published", figures
+    )
     assert types(events) == ["queued", "started", "result"]
     assert worker.poll() is None
 
@@ -89,9 +107,9 @@ async def test_job_whose_redis_stays_away_past_its_lease_is_run_again(
     await asyncio.sleep(1.0 + 2 * lease)
     faults.restart_redis()
     restarted = time.monotonic()
-    events = await faults.outcome(request_id, RECOVERY_TIMEOUT)
-    figures.add("Redis back -> re-run's result", f"{time.monotonic() - restarted:.2f} s")
-    figures.add("events", " ".join(types(events)))
+    events = await timed_outcome(
+        faults, request_id, restarted, "Redis back -> re-run's result", figures
+    )
     assert types(events) == ["queued", "started", "started", "result"]
     assert attempts(events) == [1, 2]
     assert worker.poll() is None
