@@ -5,6 +5,7 @@ get everything, and its resume with ``since`` replays exactly what it missed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -14,7 +15,15 @@ import pytest
 import websockets
 
 from pushgate.cli.redis_server import RedisServer
-from tests.faults.gateway_faults import Acked, Publisher, gateways, key, report, tiny_socket
+from tests.faults.gateway_faults import (
+    Acked,
+    Publisher,
+    gateways,
+    key,
+    report,
+    tiny_socket,
+    until,
+)
 from tests.rpc import RawRpc, rpc
 
 SEND_TIMEOUT = 2.0
@@ -112,7 +121,11 @@ async def test_slow_consumer_is_closed_4408_and_resumes_exactly(
             code, reason = await read_for(slow, 20.0)
             seen_at = time.monotonic()
             await publisher.stop()
-            await asyncio.sleep(1.0)  # the last publications reach the readers
+            # Until the newest acknowledged publication reached every reader (bounded: the
+            # assertion below then names the readers it did not reach).
+            newest = publisher.of(fan)[-1].offset
+            with contextlib.suppress(TimeoutError):
+                await until(lambda: all(newest in got_offsets(r, fan) for r in readers), 10.0)
             for task in reading:
                 task.cancel()
             await asyncio.gather(*reading, return_exceptions=True)
