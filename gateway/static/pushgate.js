@@ -49,7 +49,9 @@ export const FINAL_CLOSE_CODES = new Map([
   [4403, "forbidden: this page's origin is not allowed"],
   [4404, 'unknown job'],
 ]);
-const TRANSIENT_ERRORS = new Set([-32013, -32029]); // unavailable, rate limited: retry later
+// The error table's retryable codes (pushgate/core/errors.py; a test holds them equal):
+// unavailable, rate limited, internal error: the subscribe is sent again later.
+const TRANSIENT_ERRORS = new Set([-32013, -32029, -32603]);
 const UNAUTHORIZED = -32001;
 const RPC_UNKNOWN_METHOD = -32040;
 const RPC_ERROR = -32050;

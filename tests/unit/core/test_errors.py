@@ -54,6 +54,13 @@ def test_browser_module_lists_the_final_close_codes() -> None:
     assert listed == final
 
 
+def test_browser_module_retries_exactly_the_retryable_codes() -> None:
+    source = (ROOT / "gateway/static/pushgate.js").read_text()
+    block = re.search(r"const TRANSIENT_ERRORS = new Set\(\[(.*?)\]\);", source)
+    assert block is not None
+    assert {int(code) for code in block[1].split(",")} == RETRYABLE_RPC_CODES
+
+
 def test_protocol_doc_close_table_matches_the_policy() -> None:
     doc = (ROOT / "docs/protocol.md").read_text()
     section = doc.split("## Close codes", 1)[1].split("\n## ", 1)[0]
