@@ -2,9 +2,10 @@
 
 Gateways and workers route their own loggers and uvicorn's and arq's through the same handler.
 Fields beyond the message come from ``extra=`` (only the names in ``FIELDS``: ``channel`` is a
-namespace, never a channel name, so no label or field grows with traffic). Secrets never reach
-the output: tokens in URLs (uvicorn's access log shows query strings), anything shaped like a
-JWT, and the values of the secret settings are replaced before a line is written.
+namespace, never a channel name, which may name a person; ``channel_fields`` makes them).
+Secrets never reach the output: tokens in URLs (uvicorn's access log shows query strings),
+anything shaped like a JWT, and the values of the secret settings are replaced before a line is
+written.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import sys
 import time
 from collections.abc import Iterable
 
-FIELDS = ("request_id", "client", "channel", "shard", "code", "method", "attempt")
+from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
+
+FIELDS = ("request_id", "client", "transport", "channel", "shard", "code", "method", "attempt")
 # Every logger the servers we run inside write to (a logger's filters see only its own records).
 FOREIGN_LOGGERS = (
     "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi",
@@ -106,6 +109,15 @@ class _ToRoot(logging.Filter):
             if record.levelno >= handler.level:
                 handler.handle(record)
         return False  # the logger's own handlers, and propagation, never see it
+
+
+def channel_fields(channel: Channel | str) -> dict[str, object]:
+    """The fields of a line about ``channel``: its namespace, and for a job's channel the
+    request id (which is all its name is); never the name itself."""
+    parsed = channel if isinstance(channel, Channel) else parse_channel(channel)
+    if parsed.namespace == JOB_NAMESPACE:
+        return {"channel": JOB_NAMESPACE, "request_id": parsed.name}
+    return {"channel": parsed.namespace}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
