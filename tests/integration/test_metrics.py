@@ -221,7 +221,7 @@ async def frames_until(socket: RawRpc, publications: int) -> int:
 
 async def next_block(lines: AsyncIterator[str]) -> list[str]:
     """The lines of the stream's next block (up to a blank line)."""
-    block = []
+    block: list[str] = []
     async with asyncio.timeout(20):
         async for line in lines:
             if not line:
