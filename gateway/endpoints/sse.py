@@ -95,7 +95,7 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
             sent.count += 1
     finally:
         svc.metrics.closed.labels("sse", "1000").inc()
-        log.info("stream closed after %.1f s", time.monotonic() - opened, extra=fields)
+        log.debug("stream closed after %.1f s", time.monotonic() - opened, extra=fields)
         svc.connections.leave(entry)
         svc.hub.unsubscribe(channel.full, feed)
 

@@ -28,7 +28,7 @@ from gateway.services import Services, services
 from pushgate.core.channels import JOB_NAMESPACE, Channel
 from pushgate.core.errors import CloseCode, ErrorKind, PushgateError
 from pushgate.core.events import JobRecord, is_terminal
-from pushgate.core.logs import channel_fields
+from pushgate.core.logs import channel_fields, close_level
 from pushgate.core.wire import (
     RESUBSCRIBE_REASON,
     OffsetKey,
@@ -123,7 +123,8 @@ async def _stream(
             code = await _drain_inbound(websocket)
             svc.metrics.closed.labels("ws_jobs", str(code)).inc()
             lived = time.monotonic() - opened
-            log.info("socket closed (%d) after %.1f s", code, lived, extra={**fields, "code": code})
+            fields["code"] = code
+            log.log(close_level(code), "socket closed (%d) after %.1f s", code, lived, extra=fields)
         finally:
             svc.connections.leave(entry)
             await outbox.stop()

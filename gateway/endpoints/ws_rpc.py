@@ -35,7 +35,7 @@ from pushgate.broker.store import HistoryPolicy
 from pushgate.core.auth import AuthError
 from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity, may_publish
 from pushgate.core.errors import CloseCode, ErrorKind, PushgateError
-from pushgate.core.logs import channel_fields
+from pushgate.core.logs import channel_fields, close_level
 from pushgate.core.protocol import (
     METHODS,
     CallParams,
@@ -185,8 +185,8 @@ class RpcConnection:
     def _log_closed(self, code: int) -> None:
         lived = self._loop.time() - self._opened
         fields = {"client": self._client, "transport": "ws_rpc", "code": code}
-        log.info("socket closed (%d) after %.1f s, %d subscriptions", code, lived,
-                 len(self._feeds), extra=fields)  # fmt: skip
+        log.log(close_level(code), "socket closed (%d) after %.1f s, %d subscriptions", code,
+                lived, len(self._feeds), extra=fields)  # fmt: skip
 
     async def _handle(self, frame: str) -> None:
         request: Request | None = None

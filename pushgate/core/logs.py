@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 
 from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
+from pushgate.core.errors import CloseCode
 
 FIELDS = ("request_id", "client", "transport", "channel", "shard", "code", "method", "attempt")
 # Every logger the servers we run inside write to (a logger's filters see only its own records).
@@ -25,6 +26,11 @@ FOREIGN_LOGGERS = (
     "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi",
     "arq", "arq.worker", "arq.jobs", "arq.connections", "arq.utils", "arq.cron", "arq.cli",
 )  # fmt: skip
+# A socket's ordinary ends: the client left (1005: it gave no code; 1006: it vanished), it was
+# done, or a drain moved it. One line per connection at info would follow connection churn.
+_ROUTINE_CLOSES = frozenset(
+    {CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.SERVICE_RESTART, 1005, 1006}
+)
 REDACTED = "[redacted]"
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _TOKEN_IN_QUERY = re.compile(r"((?:^|[?&\s])(?:token|api_key|apikey)=)[^&\s\"']+", re.IGNORECASE)
@@ -118,6 +124,12 @@ def channel_fields(channel: Channel | str) -> dict[str, object]:
     if parsed.namespace == JOB_NAMESPACE:
         return {"channel": JOB_NAMESPACE, "request_id": parsed.name}
     return {"channel": parsed.namespace}
+
+
+def close_level(code: int) -> int:
+    """The level of a socket's closing line: debug for a routine end, info for a close with a
+    reason (a slow consumer, a refused token, an oversized frame, an outage, ...)."""
+    return logging.DEBUG if code in _ROUTINE_CLOSES else logging.INFO
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:

@@ -38,6 +38,7 @@ def _env(redis_url: str) -> dict[str, str]:
         "PUSHGATE_JWT_SECRET": SECRET,
         "PUSHGATE_API_KEYS": API_KEY,
         "PUSHGATE_LOG_FORMAT": "json",
+        "PUSHGATE_LOG_LEVEL": "debug",  # every line, the routine ones too, must hold no secret
         "PUSHGATE_ALLOW_PRIVATE_ADDRESSES": "true",
         "PUSHGATE_NAMESPACES": json.dumps({"chat": {"publish": True}}),
     }
@@ -111,6 +112,7 @@ async def _exercise(base: str, origin: Origin, run: Run) -> None:
         await client.publications_until(1)
     async with rpc(ws) as client:
         assert await client.error_code("connect", {"token": wrong}) == -32001
+        assert (await client.closed())[0] == 4401
     async with websockets.connect(f"{ws}/ws/jobs/{job['request_id']}?token={wrong}") as socket:
         await socket.wait_closed()
     run.credentials = [SECRET, API_KEY, bearer, wrong, subscribe_token]
@@ -189,20 +191,25 @@ def test_socket_lines_carry_client_transport_and_namespace(run: Run) -> None:
     by_transport: dict[str, list[dict[str, Any]]] = {}
     for line in closed:
         by_transport.setdefault(line["transport"], []).append(line)
-    # Two /ws sockets (the second one's connect was refused: it closed 4401, or 1000 when its
-    # client closed first); the job socket with a wrong token was refused before it opened (as
-    # in pushgate_connections_opened_total), so it has no line.
+    # Two /ws sockets, the second one's connect refused; the job socket with a wrong token was
+    # refused before it opened (as in pushgate_connections_opened_total), so it has no line.
     assert sorted(by_transport) == ["sse", "ws_jobs", "ws_rpc"]
-    assert len(by_transport["ws_rpc"]) == 2
     (session,) = [line for line in by_transport["ws_rpc"] if line["client"] == run.rpc_client]
-    assert session["code"] == 1000
+    (refused,) = [line for line in by_transport["ws_rpc"] if line is not session]
     (job_socket,) = by_transport["ws_jobs"]
+    (stream,) = by_transport["sse"]
+    assert session["code"] == 1000 and refused["code"] == 4401
     assert job_socket.items() >= {"channel": "job", "request_id": run.request_id}.items()
     assert job_socket["code"] == 1000
-    (stream,) = by_transport["sse"]
     assert stream["channel"] == "chat"
     clients = [line["client"] for line in closed]
     assert all(clients) and len(set(clients)) == len(clients)  # one id per connection
+    opened = run.ours("socket opened") + run.ours("stream opened")
+    assert sorted(line["client"] for line in opened) == sorted(clients)
+    # Routine ends are debug (one info line per connection would follow connection churn);
+    # a close with a reason is info.
+    assert [line["level"] for line in (session, job_socket, stream)] == ["debug"] * 3
+    assert refused["level"] == "info"
 
 
 def test_our_lines_never_name_a_channel(run: Run) -> None:
