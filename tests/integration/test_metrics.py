@@ -17,7 +17,7 @@ from pushgate.cli.redis_server import RedisServer
 from tests.conftest import OPEN_ENV, redis_db
 from tests.origin import Origin
 from tests.rpc import RawRpc, rpc
-from tests.stack import MODULE_WORKER, Stack, submit
+from tests.stack import MODULE_WORKER, Stack, submit, wait_until_up
 from tests.wsclient import read_all
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -158,6 +158,8 @@ async def test_a_pubsub_reconnect_is_counted(stack: Stack, redis_server: RedisSe
     while scrape(metrics_url).get(key, 0.0) < before + 1:
         assert time.monotonic() < deadline, "reconnect not counted"
         await asyncio.sleep(0.05)
+    for gateway in stack.gateways:  # the stack is shared: leave it subscribed again
+        wait_until_up(gateway.process, gateway.http_url + "/readyz")
 
 
 SUBSCRIBERS = 3  # per transport
