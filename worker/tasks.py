@@ -99,7 +99,7 @@ async def scrape(ctx: dict[str, Any], request_id: str, url: str) -> str:
         except UNAVAILABLE as exc:
             # Redis stayed away for a whole lease: re-queue the job (it keeps no outcome yet)
             # instead of letting arq record it as finished.
-            log.warning("job: Redis unavailable (%s); retrying it later", exc,
+            log.warning("job stopped, Redis unavailable (%s); retrying it later", exc,
                         extra={"request_id": request_id, "attempt": job_try})  # fmt: skip
             raise Retry(defer=deps.settings.pool.reconnect_max_delay) from exc
 
@@ -170,7 +170,7 @@ async def _give_back_try(deps: WorkerDeps, job_id: str, job_try: int, request_id
         await asyncio.shield(give_back_try(deps.redis, job_id, job_try))
     except UNAVAILABLE as exc:
         fields = {"request_id": request_id, "attempt": job_try}
-        log.warning("job: could not give back try %d: %s", job_try, exc, extra=fields)
+        log.warning("could not give back the job's try %d: %s", job_try, exc, extra=fields)
 
 
 async def _fetch_with_retries(deps: WorkerDeps, request_id: str, url: str) -> Page:
@@ -187,7 +187,7 @@ async def _fetch_with_retries(deps: WorkerDeps, request_id: str, url: str) -> Pa
                 raise
             deps.metrics.fetch_retries.inc()
             delay = deps.settings.fetch.retry_delay(retry) * random.uniform(0.5, 1.0)
-            fields = {"request_id": request_id, "code": exc.code, "attempt": retry}
+            fields = {"request_id": request_id, "code": exc.code}
             log.info("fetch of %s failed (%s), retry %d in %.2fs", url, exc.code, retry, delay,
                      extra=fields)  # fmt: skip
             await asyncio.sleep(delay)
