@@ -61,6 +61,7 @@ class Run:
     """What a run did (ids, names, credentials used) and what gateway and worker wrote."""
 
     request_id: str = ""
+    failed_id: str = ""  # a job whose page is missing
     rpc_client: str = ""
     channel: str = f"chat:room-{uuid.uuid4().hex}"
     credentials: list[str] = field(default_factory=list)
@@ -110,12 +111,17 @@ async def _exercise(base: str, origin: Origin, run: Run) -> None:
         )
         assert published.status_code == 200
         await client.publications_until(1)
+    missing = {"url": origin.url("/missing"), "request_id": f"log-{uuid.uuid4().hex}"}
+    failed = httpx.post(f"{base}/jobs", json=missing, headers=headers, timeout=10).json()
+    run.failed_id = failed["request_id"]
+    transcript = await read_all(f"{ws}/ws/jobs/{run.failed_id}?token={failed['subscribe_token']}")
+    assert transcript.types[-1] == "failed"
     async with rpc(ws) as client:
         assert await client.error_code("connect", {"token": wrong}) == -32001
         assert (await client.closed())[0] == 4401
     async with websockets.connect(f"{ws}/ws/jobs/{job['request_id']}?token={wrong}") as socket:
         await socket.wait_closed()
-    run.credentials = [SECRET, API_KEY, bearer, wrong, subscribe_token]
+    run.credentials = [SECRET, API_KEY, bearer, wrong, subscribe_token, failed["subscribe_token"]]
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -175,15 +181,19 @@ def test_json_logs_of_a_full_run_hold_no_secret(run: Run) -> None:
 
 
 def test_job_lines_carry_the_request_id(run: Run) -> None:
-    job = {"request_id": run.request_id, "channel": "job"}
-    (submitted,) = run.ours("job submitted")
-    assert submitted.items() >= {**job, "transport": "http"}.items()
-    (started,) = run.ours("job started")
-    assert started.items() >= {"request_id": run.request_id, "attempt": 1}.items()
-    (finished,) = run.ours("job finished")
-    assert finished.items() >= {"request_id": run.request_id, "attempt": 1}.items()
-    assert finished["message"] == "job finished: result"
+    def about(message: str, request_id: str) -> dict[str, Any]:
+        (line,) = [line for line in run.ours(message) if line.get("request_id") == request_id]
+        return line
+
+    for request_id in (run.request_id, run.failed_id):
+        submitted = about("job submitted", request_id)
+        assert submitted.items() >= {"channel": "job", "transport": "http"}.items()
+        assert about("job started", request_id)["attempt"] == 1
+    finished = about("job finished", run.request_id)
+    assert finished["message"] == "job finished: result" and finished["attempt"] == 1
     assert "code" not in finished  # only a failure has one
+    failed = about("job finished", run.failed_id)
+    assert failed["message"] == "job finished: failed" and failed["code"] == "http_error"
 
 
 def test_socket_lines_carry_client_transport_and_namespace(run: Run) -> None:
@@ -196,7 +206,9 @@ def test_socket_lines_carry_client_transport_and_namespace(run: Run) -> None:
     assert sorted(by_transport) == ["sse", "ws_jobs", "ws_rpc"]
     (session,) = [line for line in by_transport["ws_rpc"] if line["client"] == run.rpc_client]
     (refused,) = [line for line in by_transport["ws_rpc"] if line is not session]
-    (job_socket,) = by_transport["ws_jobs"]
+    jobs = {line["request_id"]: line for line in by_transport["ws_jobs"]}
+    assert len(by_transport["ws_jobs"]) == 2 and set(jobs) == {run.request_id, run.failed_id}
+    job_socket = jobs[run.request_id]
     (stream,) = by_transport["sse"]
     assert session["code"] == 1000 and refused["code"] == 4401
     assert job_socket.items() >= {"channel": "job", "request_id": run.request_id}.items()
@@ -215,6 +227,6 @@ def test_socket_lines_carry_client_transport_and_namespace(run: Run) -> None:
 def test_our_lines_never_name_a_channel(run: Run) -> None:
     ours = [line for line in (*run.gateway, *run.worker) if line["logger"].startswith(OUR_LOGGERS)]
     assert ours
-    names = (run.channel, f"job:{run.request_id}")
+    names = (run.channel, f"job:{run.request_id}", f"job:{run.failed_id}")
     for line in ours:
         assert not any(name in json.dumps(line) for name in names), line
