@@ -48,15 +48,21 @@ async def http_error(_request: Request, exc: Exception) -> Response:
     return response
 
 
-async def redis_error(_request: Request, exc: Exception) -> Response:
-    log.warning("redis unavailable: %s", exc)
+async def redis_error(request: Request, exc: Exception) -> Response:
+    log.warning("redis unavailable: %s", exc, extra=_fields(request))
     message = "the job store is unavailable; retry shortly"
     return error_response(PushgateError(ErrorKind.UNAVAILABLE, message))
 
 
-async def internal_error(_request: Request, exc: Exception) -> Response:
-    log.error("unhandled error", exc_info=exc)
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc, extra=_fields(request))
     return error_response(PushgateError(ErrorKind.INTERNAL_ERROR, "internal server error"))
+
+
+def _fields(request: Request) -> dict[str, object]:
+    """The log fields of a failed request: the job it was about, if its path names one."""
+    request_id = request.path_params.get("request_id")
+    return {"request_id": request_id} if isinstance(request_id, str) else {}
 
 
 EXCEPTION_HANDLERS = {

@@ -3,12 +3,15 @@
 Labels stay bounded: a transport, a route template, a method, a status or close code, a
 namespace, never a channel name or a request id. The gauges are read when scraped, so keeping
 them costs the live path nothing; counters on the delivery path count per batch, not per socket.
+Messages sent are counted per frame, so as plain ints (``Tally``) that a collector reads at
+scrape time: a Prometheus counter's ``inc`` (a lock, a label lookup) on each of thousands of
+sockets per publication would cost the fan-out more than writing the frames.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -19,7 +22,9 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -27,6 +32,31 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 TRANSPORTS = ("ws_rpc", "ws_jobs", "sse")
+
+
+class Tally:
+    """A plain count, bumped on the hot path without a lock (one event loop writes it)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class MessagesSent(Collector):
+    """``pushgate_messages_sent_total{transport}``: the tallies of every socket's writer, read
+    when scraped, so the scrape sees the exact number."""
+
+    def __init__(self) -> None:
+        self.tallies = {transport: Tally() for transport in TRANSPORTS}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "pushgate_messages_sent", "Messages written to clients", labels=["transport"]
+        )
+        for transport, tally in self.tallies.items():
+            family.add_metric([transport], tally.count)
+        yield family
 
 
 class GatewayMetrics:
@@ -52,6 +82,8 @@ class GatewayMetrics:
         self.messages_received = Counter(
             "pushgate_messages_received", "Frames received from clients", ["transport"], registry=r
         )
+        self.messages_sent = MessagesSent()
+        r.register(self.messages_sent)
         self.deliveries = Counter(
             "pushgate_publications_delivered",
             "Publications handed to local subscribers (one per subscriber)",
@@ -91,6 +123,10 @@ class GatewayMetrics:
         self.jobs_submitted = Counter(
             "pushgate_jobs_submitted", "Jobs created (not repeats)", ["transport"], registry=r
         )
+
+    def sent(self, transport: str) -> Tally:
+        """The count of messages sent on ``transport`` (one of ``TRANSPORTS``)."""
+        return self.messages_sent.tallies[transport]
 
     def watch(self, connections: Callable[[], int], channels: Callable[[], int],
               subscriptions: Callable[[], int]) -> None:  # fmt: skip

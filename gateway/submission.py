@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from gateway.services import Services
@@ -9,7 +10,10 @@ from pushgate.broker import jobqueue
 from pushgate.core.channels import Identity
 from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.events import JobRecord, JobStatus
+from pushgate.core.logs import channel_fields
 from pushgate.core.wire import job_channel, job_ws_path
+
+log = logging.getLogger(__name__)
 
 
 class JobConflictError(PushgateError):
@@ -28,6 +32,8 @@ async def submit_job(
     created, job = await svc.backend.create_job(request_id, url, identity.user or "")
     if created:
         svc.metrics.jobs_submitted.labels(transport).inc()
+        fields = {**channel_fields(job_channel(request_id)), "transport": transport}
+        log.info("job submitted", extra=fields)
     # Someone else's job is a conflict even for the same url: it would hand out their token.
     if job.url != url or (svc.auth.enabled and job.owner != (identity.user or "")):
         raise JobConflictError(request_id)

@@ -43,4 +43,5 @@ async def _renew(redis: Redis, job_id: str, seconds: float) -> None:
         await renew_lease(redis, job_id, seconds)
     except UNAVAILABLE as exc:
         # Nobody can take the job over while Redis is away; the next renewal may get through.
-        log.warning("could not renew the lease of job %s: %s", job_id, exc)
+        # arq's job id is the request id (``jobqueue.enqueue_scrape``).
+        log.warning("could not renew the job's lease: %s", exc, extra={"request_id": job_id})

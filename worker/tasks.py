@@ -94,18 +94,21 @@ async def scrape(ctx: dict[str, Any], request_id: str, url: str) -> str:
         except asyncio.CancelledError:
             # Only a stopping worker cancels a job (arq's own timeout and aborts are off), and
             # arq re-queues it at once: the interrupted try is not the job's to count.
-            await _give_back_try(deps, job_id, job_try)
+            await _give_back_try(deps, job_id, job_try, request_id)
             raise
         except UNAVAILABLE as exc:
             # Redis stayed away for a whole lease: re-queue the job (it keeps no outcome yet)
             # instead of letting arq record it as finished.
-            log.warning("job %s: Redis unavailable (%s); retrying it later", job_id, exc)
+            log.warning("job stopped, Redis unavailable (%s); retrying it later", exc,
+                        extra={"request_id": request_id, "attempt": job_try})  # fmt: skip
             raise Retry(defer=deps.settings.pool.reconnect_max_delay) from exc
 
 
 async def _attempt(deps: WorkerDeps, request_id: str, url: str, job_try: int) -> str:
+    fields: dict[str, object] = {"request_id": request_id, "attempt": job_try}
     job = await _redis(deps, lambda: deps.backend.get_job(request_id))
     if job is not None and job.finished:
+        log.info("job already finished (%s): nothing to do", job.status, extra=fields)
         return job.status  # a re-run after a crash that came after the outcome was published
     outcome: events.TerminalEvent
     if job_try > MAX_TRIES:
@@ -115,12 +118,16 @@ async def _attempt(deps: WorkerDeps, request_id: str, url: str, job_try: int) ->
         started = events.started(request_id, url, job_try)
         await _redis(deps, lambda: deps.backend.publish_job_event(request_id, started))
         deps.metrics.jobs_started.inc()
+        log.info("job started", extra=fields)
         began = time.monotonic()
         outcome = await _outcome(deps, request_id, url)
         deps.metrics.job_duration.labels(outcome["type"]).observe(time.monotonic() - began)
     if await _redis(deps, lambda: deps.backend.publish_job_event(request_id, outcome)):
         code = outcome["error"]["code"] if outcome["type"] == "failed" else ""
         deps.metrics.jobs_finished.labels(outcome["type"], code).inc()
+        log.info(
+            "job finished: %s", outcome["type"], extra={**fields, "code": code} if code else fields
+        )
     return str(outcome["type"])
 
 
@@ -131,7 +138,7 @@ async def _outcome(deps: WorkerDeps, request_id: str, url: str) -> events.Termin
     deadline = asyncio.timeout(limit)
     try:
         async with deadline:
-            page = await _fetch_with_retries(deps, url)
+            page = await _fetch_with_retries(deps, request_id, url)
             max_links = deps.settings.fetch.max_links
             parsed = await asyncio.get_running_loop().run_in_executor(
                 deps.parser,
@@ -143,7 +150,7 @@ async def _outcome(deps: WorkerDeps, request_id: str, url: str) -> events.Termin
         if deadline.expired():
             message = f"the job took longer than {limit:g} s"
             return events.failed(request_id, FailureCode.TIMEOUT, message)
-        log.exception("scrape of %s failed unexpectedly", url)
+        log.exception("scrape of %s failed unexpectedly", url, extra={"request_id": request_id})
         message = "the worker failed unexpectedly"
         return events.failed(request_id, FailureCode.INTERNAL_ERROR, message)
     return _result_event(request_id, url, page, parsed, began)
@@ -157,15 +164,16 @@ async def _redis(deps: WorkerDeps, call: Callable[[], Awaitable[T]]) -> T:
     )
 
 
-async def _give_back_try(deps: WorkerDeps, job_id: str, job_try: int) -> None:
+async def _give_back_try(deps: WorkerDeps, job_id: str, job_try: int, request_id: str) -> None:
     try:
         # Shielded: a second cancellation must not leave the try counted after all.
         await asyncio.shield(give_back_try(deps.redis, job_id, job_try))
     except UNAVAILABLE as exc:
-        log.warning("job %s: could not give back try %d: %s", job_id, job_try, exc)
+        fields = {"request_id": request_id, "attempt": job_try}
+        log.warning("could not give back the job's try %d: %s", job_try, exc, extra=fields)
 
 
-async def _fetch_with_retries(deps: WorkerDeps, url: str) -> Page:
+async def _fetch_with_retries(deps: WorkerDeps, request_id: str, url: str) -> Page:
     retry = 0
     while True:
         try:
@@ -179,7 +187,9 @@ async def _fetch_with_retries(deps: WorkerDeps, url: str) -> Page:
                 raise
             deps.metrics.fetch_retries.inc()
             delay = deps.settings.fetch.retry_delay(retry) * random.uniform(0.5, 1.0)
-            log.info("fetch of %s failed (%s), retry %d in %.2fs", url, exc.code, retry, delay)
+            fields = {"request_id": request_id, "code": exc.code}
+            log.info("fetch of %s failed (%s), retry %d in %.2fs", url, exc.code, retry, delay,
+                     extra=fields)  # fmt: skip
             await asyncio.sleep(delay)
 
 

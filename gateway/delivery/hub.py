@@ -29,6 +29,7 @@ from gateway.metrics import GatewayMetrics
 from pushgate.broker.pubsub import Confirmed, Connected, Disconnected, LiveEvent, PubSubConnection
 from pushgate.broker.store import Backend, Replay
 from pushgate.core.errors import ErrorKind, PushgateError
+from pushgate.core.logs import channel_fields
 from pushgate.core.wire import OffsetKey, Publication, parse_offset
 
 log = logging.getLogger(__name__)
@@ -210,8 +211,8 @@ class Hub:
         each; those that come back subscribe afresh and resume from their own positions."""
         if self._channels.get(channel) is not entry:
             return
-        log.warning("lost track of %s: %s; telling its %d subscribers", channel, why,
-                    len(entry.subscribers))  # fmt: skip
+        log.warning("lost track of a channel: %s; telling its %d subscribers", why,
+                    len(entry.subscribers), extra=channel_fields(channel))  # fmt: skip
         del self._channels[channel]
         self._send(channel, subscribe=False)
         entry.held = None
@@ -246,7 +247,8 @@ class Hub:
                     self._handle(events)
                 continue
             if self.connected:
-                log.warning("redis pub/sub disconnected (%s); reconnecting", lost.reason)
+                log.warning("redis pub/sub disconnected (%s); reconnecting", lost.reason,
+                            extra={"shard": 0})  # fmt: skip
             self._went_down()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -362,7 +364,8 @@ class Hub:
                         since_epoch=entry.epoch or "",
                     )
             except _REDIS_ERRORS as exc:
-                log.warning("catch-up of %s: read %d failed (%r)", channel, attempt + 1, exc)
+                log.warning("catch-up read %d failed (%r)", attempt + 1, exc,
+                            extra={**channel_fields(channel), "attempt": attempt + 1})  # fmt: skip
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
         return None

@@ -6,7 +6,9 @@ joins a bounded queue that a writer task, started only then, drains. A client wh
 overflows, or whose socket takes no frame for the send timeout, is closed as a slow consumer
 (4408), so it costs its own queue and nothing else. From that moment the outbox is closing and
 writes nothing more: the client gets a gap-free prefix of its frames, then the close, never
-frames after a gap.
+frames after a gap. Every frame written (not the close) is counted in the outbox's ``Tally``
+(``pushgate_messages_sent_total``), with a plain int: the fan-out writes thousands per
+publication.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway.delivery.direct import DirectSink, DirectWrites, Transport
 from gateway.delivery.feed import Feed
+from gateway.metrics import Tally
 from pushgate.core.errors import CloseCode
 from pushgate.core.settings import LimitSettings
 from pushgate.core.wire import (
@@ -44,8 +47,8 @@ class Outbox:
     """One socket's frames, in order; after a drop (a stall, an overflow) nothing but the close."""
 
     __slots__ = (
-        "_aborted", "_closing", "_direct", "_queue", "_send_deadline", "_send_timeout", "_size",
-        "_transport", "_websocket", "_writer",
+        "_aborted", "_client", "_closing", "_direct", "_queue", "_send_deadline", "_send_timeout",
+        "_sent", "_size", "_transport", "_websocket", "_writer",
     )  # fmt: skip
 
     def __init__(
@@ -54,12 +57,16 @@ class Outbox:
         *,
         size: int,
         send_timeout: float,
+        sent: Tally,
+        client: str,
         transport: Transport | None = None,
         direct: DirectSink | None = None,
     ) -> None:
         self._websocket = websocket
+        self._client = client
         self._size = size
         self._send_timeout = send_timeout
+        self._sent = sent
         self._transport = transport
         self._direct = direct
         self._queue: deque[str | _Close] = deque()
@@ -74,14 +81,19 @@ class Outbox:
         websocket: WebSocket,
         limits: LimitSettings,
         transport: Transport | None,
+        sent: Tally,
+        client: str,
         writes: DirectWrites | None = None,
     ) -> Outbox:
-        """An outbox bounded by the gateway's per-socket limits; with ``writes``, frames are
-        written straight to the socket where that is safe."""
+        """An outbox bounded by the gateway's per-socket limits, counting its frames in ``sent``
+        (``client``: the connection's id, for the logs); with ``writes``, frames are written
+        straight to the socket where that is safe."""
         return cls(
             websocket,
             size=limits.ws_queue_size,
             send_timeout=limits.ws_send_timeout,
+            sent=sent,
+            client=client,
             transport=transport,
             direct=writes.sink_for(transport) if writes is not None else None,
         )
@@ -101,6 +113,7 @@ class Outbox:
             and direct is not None
             and direct.write(wire if wire is not None else text_frame(text.encode()))
         ):
+            self._sent.count += 1
             return
         if len(self._queue) >= self._size:
             self.overflowed()
@@ -172,6 +185,7 @@ class Outbox:
                     await _close(self._websocket, item)
                     return True
                 await self._websocket.send_text(item)
+                self._sent.count += 1
                 return False
         except TimeoutError:
             await self._close_after_stall()
@@ -185,7 +199,8 @@ class Outbox:
         close = self._aborted or _Close(CloseCode.SLOW_CONSUMER, "send timed out")
         self._closing = True
         self._queue.clear()
-        log.info("closing a stalled client (%s)", close.reason)
+        fields = {"client": self._client, "code": close.code}
+        log.info("closing a stalled client (%s)", close.reason, extra=fields)
         if self._transport is not None:
             self._transport.close_now(close.code, close_reason(close.reason))
             return

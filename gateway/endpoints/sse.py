@@ -2,12 +2,15 @@
 
 For networks where WebSockets are blocked. Each event has ``id: <offset>``; a reconnecting
 EventSource sends ``Last-Event-ID`` and resumes after it, or is told ``event: unrecovered``
-when that part of the history is gone.
+when that part of the history is gone. Every block the stream writes (the ``retry:``
+preamble, events, keepalive comments) counts as a message sent, once the response has written it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable
 
 from starlette.requests import Request
@@ -24,7 +27,10 @@ from pushgate.broker.store import Backend, Replay
 from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
 from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.events import is_terminal
-from pushgate.core.wire import Publication, parse_offset
+from pushgate.core.logs import channel_fields
+from pushgate.core.wire import Publication, new_client_id, parse_offset
+
+log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 15.0
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -70,17 +76,26 @@ async def _events(svc: Services, channel: Channel, last_id: str | None) -> Async
     # A drain ends the stream the way overflow does: EventSource reconnects and resumes.
     entry = svc.connections.register(lambda _code, _reason: overflow())
     svc.metrics.opened.labels("sse").inc()
+    fields = {"client": new_client_id(), "transport": "sse", **channel_fields(channel)}
+    log.debug("stream opened", extra=fields)
+    opened = time.monotonic()
+    # Counted when the stream is asked for the next block: the response has written this one.
+    sent = svc.metrics.sent("sse")
     try:
         yield "retry: 2000\n\n"
+        sent.count += 1
         missed, floor, recovered = await from_redis(svc, _start(svc, channel, last_id))
         if not recovered:
             yield "event: unrecovered\ndata: {}\n\n"
+            sent.count += 1
         feed.go_live(missed, floor=floor)
         bounded = True
         async for event in _drain(queue):
             yield event
+            sent.count += 1
     finally:
         svc.metrics.closed.labels("sse", "1000").inc()
+        log.debug("stream closed after %.1f s", time.monotonic() - opened, extra=fields)
         svc.connections.leave(entry)
         svc.hub.unsubscribe(channel.full, feed)
 

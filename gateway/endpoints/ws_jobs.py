@@ -12,6 +12,8 @@ not characters) closes the socket with 1009. While Redis cannot serve it the soc
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -26,15 +28,19 @@ from gateway.services import Services, services
 from pushgate.core.channels import JOB_NAMESPACE, Channel
 from pushgate.core.errors import CloseCode, ErrorKind, PushgateError
 from pushgate.core.events import JobRecord, is_terminal
+from pushgate.core.logs import channel_fields, close_level
 from pushgate.core.wire import (
     RESUBSCRIBE_REASON,
     OffsetKey,
     Publication,
     close_reason,
     frame_size,
+    new_client_id,
     parse_offset,
 )
 from pushgate.core.wire import validate_request_id as _validate_id
+
+log = logging.getLogger(__name__)
 
 # Clients of this endpoint only need to send pings or nothing at all.
 MAX_INBOUND_BYTES = 4096
@@ -79,7 +85,9 @@ async def _stream(
 ) -> None:
     """Stream the job's events; ``job`` None: it is not submitted yet, so wait for it."""
     transport = Transport.of_scope(websocket.scope)
-    outbox = Outbox.for_socket(websocket, svc.settings.limits, transport)
+    client = new_client_id()
+    sent = svc.metrics.sent("ws_jobs")
+    outbox = Outbox.for_socket(websocket, svc.settings.limits, transport, sent, client=client)
     unknown = f"unknown job {channel.name}"
     wait = None
     if job is None:
@@ -102,6 +110,9 @@ async def _stream(
         await subscribe_feed(svc, channel.full, feed)
         entry = svc.connections.register(outbox.finish)
         svc.metrics.opened.labels("ws_jobs").inc()
+        fields = {"client": client, "transport": "ws_jobs", **channel_fields(channel)}
+        log.debug("socket opened", extra=fields)
+        opened = time.monotonic()
         try:
             replay = await from_redis(svc, svc.backend.replay(channel.full, after=since))
             svc.hub.note_position(channel.full, replay.epoch, replay.offset)
@@ -111,6 +122,9 @@ async def _stream(
                 outbox.finish(CloseCode.NORMAL, "job finished")
             code = await _drain_inbound(websocket)
             svc.metrics.closed.labels("ws_jobs", str(code)).inc()
+            lived = time.monotonic() - opened
+            fields["code"] = code
+            log.log(close_level(code), "socket closed (%d) after %.1f s", code, lived, extra=fields)
         finally:
             svc.connections.leave(entry)
             await outbox.stop()

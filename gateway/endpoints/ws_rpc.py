@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +35,7 @@ from pushgate.broker.store import HistoryPolicy
 from pushgate.core.auth import AuthError
 from pushgate.core.channels import ANONYMOUS, JOB_NAMESPACE, Channel, Identity, may_publish
 from pushgate.core.errors import CloseCode, ErrorKind, PushgateError
+from pushgate.core.logs import channel_fields, close_level
 from pushgate.core.protocol import (
     METHODS,
     CallParams,
@@ -56,7 +56,13 @@ from pushgate.core.protocol import (
     parse_request,
 )
 from pushgate.core.rpc import ClientAnswer
-from pushgate.core.wire import frame_size, new_request_id, parse_offset, resubscribe_frame
+from pushgate.core.wire import (
+    frame_size,
+    new_client_id,
+    new_request_id,
+    parse_offset,
+    resubscribe_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +100,8 @@ class RpcConnection:
     """One ``WS /ws`` connection: requests answered one at a time, in order; its subscriptions."""
 
     __slots__ = (
-        "_client", "_expiry", "_feeds", "_loop", "_outbox", "_rpc", "_session", "_svc", "_token",
-        "_ws",
+        "_client", "_expiry", "_feeds", "_loop", "_opened", "_outbox", "_rpc", "_session", "_svc",
+        "_token", "_ws",
     )  # fmt: skip
 
     def __init__(self, websocket: WebSocket, svc: Services, transport: Transport | None) -> None:
@@ -103,7 +109,16 @@ class RpcConnection:
         self._ws = websocket
         self._svc = svc
         self._loop = asyncio.get_running_loop()
-        self._outbox = Outbox.for_socket(websocket, settings.limits, transport, svc.hub.writes)
+        self._opened = self._loop.time()
+        self._client = new_client_id()
+        self._outbox = Outbox.for_socket(
+            websocket,
+            settings.limits,
+            transport,
+            svc.metrics.sent("ws_rpc"),
+            client=self._client,
+            writes=svc.hub.writes,
+        )
         self._session = Session(
             auth_required=svc.auth.enabled,
             max_subscriptions=settings.limits.max_subscriptions,
@@ -113,7 +128,6 @@ class RpcConnection:
         )
         self._feeds: dict[str, Feed] = {}
         self._expiry: asyncio.TimerHandle | None = None
-        self._client = secrets.token_urlsafe(12)
         self._token: str | None = None  # the checked connection token, for the RPC proxy
         self._rpc: RpcCalls | None = None  # made on the first ``rpc`` call
 
@@ -122,6 +136,7 @@ class RpcConnection:
         return self._session.identity or ANONYMOUS
 
     async def run(self) -> None:
+        log.debug("socket opened", extra={"client": self._client, "transport": "ws_rpc"})
         try:
             await self._read_loop()
         finally:
@@ -153,7 +168,9 @@ class RpcConnection:
                 continue
             metrics = self._svc.metrics
             if message["type"] == "websocket.disconnect":
-                metrics.closed.labels("ws_rpc", str(message.get("code", 1005))).inc()
+                code = int(message.get("code", 1005))
+                metrics.closed.labels("ws_rpc", str(code)).inc()
+                self._log_closed(code)
                 return
             metrics.messages_received.labels("ws_rpc").inc()
             text = message.get("text")
@@ -164,6 +181,12 @@ class RpcConnection:
                 self._outbox.finish(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
             elif not self._outbox.closing:
                 await self._handle(text)
+
+    def _log_closed(self, code: int) -> None:
+        lived = self._loop.time() - self._opened
+        fields = {"client": self._client, "transport": "ws_rpc", "code": code}
+        log.log(close_level(code), "socket closed (%d) after %.1f s, %d subscriptions", code,
+                lived, len(self._feeds), extra=fields)  # fmt: skip
 
     async def _handle(self, frame: str) -> None:
         request: Request | None = None
@@ -218,14 +241,27 @@ class RpcConnection:
         try:
             return await self._call(params)
         except RedisError as exc:
-            log.warning("redis error in %s: %s", request.method, exc)
+            log.warning(
+                "redis error in %s: %s",
+                request.method,
+                exc,
+                extra=self._fields(request.method, params),
+            )
             message = "the store is unavailable; retry"
             raise PushgateError(ErrorKind.UNAVAILABLE, message) from None
         except PushgateError:
             raise
         except Exception:
-            log.exception("%s failed", request.method)
+            log.exception("%s failed", request.method, extra=self._fields(request.method, params))
             raise PushgateError(ErrorKind.INTERNAL_ERROR, "internal error") from None
+
+    def _fields(self, method: str, params: CallParams) -> dict[str, object]:
+        """The log fields of a call: this client, the method, the namespace it is about."""
+        fields: dict[str, object] = {"client": self._client, "method": method}
+        channel = getattr(params, "channel", None)
+        if isinstance(channel, Channel):
+            fields |= channel_fields(channel)
+        return fields
 
     async def _call(self, params: CallParams) -> Outcome:
         match params:

@@ -135,7 +135,8 @@ class RpcCalls:
         except PushgateError as exc:
             error = exc
         except Exception as exc:  # the app's exception, not ours: never a 500
-            log.info("rpc %s raised %r", method, exc, exc_info=exc, extra={"method": method})
+            fields = {"client": self._caller.context.client, "method": method}
+            log.info("rpc %s raised %r", method, exc, exc_info=exc, extra=fields)
             error = error_of(exc)
         return None if call.request_id is None else encode_error(call.request_id, error)
 

@@ -71,7 +71,8 @@ class RpcProxy:
                     ErrorKind.UNAVAILABLE, f"the rpc backend cannot be reached: {exc}"
                 ) from None
             except (httpx.HTTPError, ProxyError) as exc:
-                log.warning("rpc proxy %s: %s", method.full, exc, extra={"method": method.full})
+                fields = {"client": context.client, "method": method.full}
+                log.warning("rpc proxy %s: %s", method.full, exc, extra=fields)
                 raise handler_error("ProxyError", f"the rpc backend failed: {exc}") from None
         return _result(method, status, answer)
 
@@ -101,7 +102,7 @@ def _result(method: MethodName, status: int, answer: Any) -> Any:
     if status in _REFUSALS:
         raise PushgateError(_REFUSALS[status], f"the rpc backend refused {method.full} ({status})")
     if status != 200:
-        log.warning("rpc proxy %s: answered %d", method.full, status)
+        log.warning("rpc proxy %s: answered %d", method.full, status, extra={"method": method.full})
         raise handler_error("ProxyError", f"the rpc backend answered {status}")
     if isinstance(answer, dict) and "result" in answer:
         return answer["result"]
@@ -109,5 +110,6 @@ def _result(method: MethodName, status: int, answer: Any) -> Any:
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         kind = error.get("type")
         raise handler_error(kind if isinstance(kind, str) and kind else "Error", error["message"])
-    log.warning("rpc proxy %s: an answer with neither result nor error", method.full)
+    log.warning("rpc proxy %s: an answer with neither result nor error", method.full,
+                extra={"method": method.full})  # fmt: skip
     raise handler_error("ProxyError", "the rpc backend's answer has neither result nor error")

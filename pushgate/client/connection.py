@@ -367,7 +367,8 @@ class PushgateClient:
                 close_code = await reader
                 if self._failure is not None:
                     return
-                log.info("connection lost (close code %s), reconnecting", close_code)
+                fields = {"code": close_code}
+                log.info("connection lost (close code %s), reconnecting", close_code, extra=fields)
                 reader = await self._reconnect()
         except ClientClosedError as exc:
             self._fail(exc)
@@ -389,7 +390,9 @@ class PushgateClient:
                 if not self._worth_retrying(exc):
                     code = exc.close_code if isinstance(exc, ConnectionLostError) else None
                     raise ClientClosedError(f"cannot reconnect to {url}: {exc}", code) from exc
-                log.info("reconnection attempt %d to %s failed: %s", attempt + 1, url, exc)
+                fields = {"attempt": attempt + 1}
+                log.info("reconnection attempt %d to %s failed: %s", attempt + 1, url, exc,
+                         extra=fields)  # fmt: skip
         raise ClientClosedError(f"gave up reconnecting after {self._max_attempts} attempts")
 
     def _worth_retrying(self, exc: Exception) -> bool:

@@ -2,9 +2,10 @@
 
 Gateways and workers route their own loggers and uvicorn's and arq's through the same handler.
 Fields beyond the message come from ``extra=`` (only the names in ``FIELDS``: ``channel`` is a
-namespace, never a channel name, so no label or field grows with traffic). Secrets never reach
-the output: tokens in URLs (uvicorn's access log shows query strings), anything shaped like a
-JWT, and the values of the secret settings are replaced before a line is written.
+namespace, never a channel name, which may name a person; ``channel_fields`` makes them).
+Secrets never reach the output: tokens in URLs (uvicorn's access log shows query strings),
+anything shaped like a JWT, and the values of the secret settings are replaced before a line is
+written.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ import sys
 import time
 from collections.abc import Iterable
 
-FIELDS = ("request_id", "client", "channel", "shard", "code", "method", "attempt")
+from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
+from pushgate.core.errors import CloseCode
+
+FIELDS = ("request_id", "client", "transport", "channel", "shard", "code", "method", "attempt")
 # Every logger the servers we run inside write to (a logger's filters see only its own records).
 FOREIGN_LOGGERS = (
     "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi",
     "arq", "arq.worker", "arq.jobs", "arq.connections", "arq.utils", "arq.cron", "arq.cli",
 )  # fmt: skip
+# A socket's ordinary ends: the client left (1005: it gave no code; 1006: it vanished), it was
+# done, or a drain moved it. One line per connection at info would follow connection churn.
+_ROUTINE_CLOSES = frozenset(
+    {CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.SERVICE_RESTART, 1005, 1006}
+)
 REDACTED = "[redacted]"
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _TOKEN_IN_QUERY = re.compile(r"((?:^|[?&\s])(?:token|api_key|apikey)=)[^&\s\"']+", re.IGNORECASE)
@@ -106,6 +115,21 @@ class _ToRoot(logging.Filter):
             if record.levelno >= handler.level:
                 handler.handle(record)
         return False  # the logger's own handlers, and propagation, never see it
+
+
+def channel_fields(channel: Channel | str) -> dict[str, object]:
+    """The fields of a line about ``channel``: its namespace, and for a job's channel the
+    request id (which is all its name is); never the name itself."""
+    parsed = channel if isinstance(channel, Channel) else parse_channel(channel)
+    if parsed.namespace == JOB_NAMESPACE:
+        return {"channel": JOB_NAMESPACE, "request_id": parsed.name}
+    return {"channel": parsed.namespace}
+
+
+def close_level(code: int) -> int:
+    """The level of a socket's closing line: debug for a routine end, info for a close with a
+    reason (a slow consumer, a refused token, an oversized frame, an outage, ...)."""
+    return logging.DEBUG if code in _ROUTINE_CLOSES else logging.INFO
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:

@@ -58,6 +58,11 @@ def new_request_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def new_client_id() -> str:
+    """A connection's id: in ``connect``'s answer on ``/ws``, and in every log line about it."""
+    return secrets.token_urlsafe(12)
+
+
 def validate_request_id(value: object) -> str:
     if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
         raise PushgateError(

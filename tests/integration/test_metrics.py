@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import httpx
 import redis
@@ -14,8 +16,8 @@ from pushgate.cli.processes import free_port
 from pushgate.cli.redis_server import RedisServer
 from tests.conftest import OPEN_ENV, redis_db
 from tests.origin import Origin
-from tests.rpc import rpc
-from tests.stack import MODULE_WORKER, Stack, submit
+from tests.rpc import RawRpc, rpc
+from tests.stack import MODULE_WORKER, Stack, submit, wait_until_up
 from tests.wsclient import read_all
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -155,4 +157,97 @@ async def test_a_pubsub_reconnect_is_counted(stack: Stack, redis_server: RedisSe
     deadline = time.monotonic() + 10
     while scrape(metrics_url).get(key, 0.0) < before + 1:
         assert time.monotonic() < deadline, "reconnect not counted"
+        await asyncio.sleep(0.05)
+    for gateway in stack.gateways:  # the stack is shared: leave it subscribed again
+        wait_until_up(gateway.process, gateway.http_url + "/readyz")
+
+
+SUBSCRIBERS = 3  # per transport
+PUBLICATIONS = 5
+
+
+async def test_messages_sent_count_every_frame_each_client_got(
+    stack: Stack, origin: Origin
+) -> None:
+    """What each client received, counted on its side, is what the gateway counts as sent: on
+    /ws every answer and notification, on /ws/jobs every event frame (never the close), on /sse
+    every block (the retry preamble, each event)."""
+    gateway = stack.gateways[0]
+    metrics_url = f"{gateway.http_url}/metrics"
+    channel = f"chat:sent-{uuid.uuid4().hex}"
+    before = scrape(metrics_url)
+    async with AsyncExitStack() as opened:
+        sockets = [
+            await opened.enter_async_context(rpc(gateway.ws_url)) for _ in range(SUBSCRIBERS)
+        ]
+        for socket in sockets:
+            await socket.result("subscribe", {"channel": channel})
+        http = await opened.enter_async_context(
+            httpx.AsyncClient(base_url=gateway.http_url, timeout=20)
+        )
+        streams = []
+        for _ in range(SUBSCRIBERS):
+            response = await opened.enter_async_context(
+                http.stream("GET", "/sse", params={"channel": channel})
+            )
+            stream = response.aiter_lines()
+            assert await next_block(stream) == ["retry: 2000"]  # sent once it is subscribed
+            streams.append(stream)
+        for n in range(PUBLICATIONS):
+            url = f"/channels/{channel}/publications"
+            assert (await http.post(url, json={"data": n})).status_code == 200
+        rpc_frames = [await frames_until(socket, PUBLICATIONS) for socket in sockets]
+        sse_blocks = [1 + len([await next_block(s) for _ in range(PUBLICATIONS)]) for s in streams]
+    request_id = submit(stack, origin.url("/pages/links.html"))
+    job_url = f"{gateway.ws_url}/ws/jobs/{request_id}"
+    transcripts = await asyncio.gather(*(read_all(job_url) for _ in range(SUBSCRIBERS)))
+    assert all(t.types == ["queued", "started", "result"] for t in transcripts)
+    expected = {
+        "ws_rpc": sum(rpc_frames),
+        "sse": sum(sse_blocks),
+        "ws_jobs": sum(len(t.frames) for t in transcripts),
+    }
+    assert expected == {
+        "ws_rpc": SUBSCRIBERS * (1 + PUBLICATIONS),
+        "sse": SUBSCRIBERS * (1 + PUBLICATIONS),
+        "ws_jobs": SUBSCRIBERS * 3,
+    }
+    assert await sent_once_settled(metrics_url, before, expected) == expected
+
+
+async def frames_until(socket: RawRpc, publications: int) -> int:
+    """Frames this socket has received once it has ``publications``: its one answer, those."""
+    await socket.publications_until(publications)
+    return 1 + len(socket.publications)
+
+
+async def next_block(lines: AsyncIterator[str]) -> list[str]:
+    """The lines of the stream's next block (up to a blank line)."""
+    block: list[str] = []
+    async with asyncio.timeout(20):
+        async for line in lines:
+            if not line:
+                return block
+            block.append(line)
+    raise AssertionError(f"stream ended inside a block: {block}")
+
+
+async def sent_once_settled(
+    url: str, before: Samples, expected: dict[str, int]
+) -> dict[str, float]:
+    """``pushgate_messages_sent_total`` moved per transport, once it reached ``expected`` (an
+    SSE block counts when the response has written it, a moment after the client has it) or
+    its bounded wait ran out; a count past ``expected`` is returned at once."""
+    deadline = time.monotonic() + 10
+    while True:
+        after = scrape(url)
+        moved = {
+            transport: after[key] - before.get(key, 0.0)
+            for transport in expected
+            if (key := ("pushgate_messages_sent_total", (("transport", transport),))) in after
+        }
+        if moved == expected or any(moved.get(t, 0) > n for t, n in expected.items()):
+            return moved
+        if time.monotonic() > deadline:
+            return moved
         await asyncio.sleep(0.05)

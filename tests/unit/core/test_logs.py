@@ -12,7 +12,14 @@ import arq
 import jwt
 import uvicorn
 
-from pushgate.core.logs import FOREIGN_LOGGERS, REDACTED, JsonFormatter, Redactor, TextFormatter
+from pushgate.core.logs import (
+    FOREIGN_LOGGERS,
+    REDACTED,
+    JsonFormatter,
+    Redactor,
+    TextFormatter,
+    channel_fields,
+)
 
 SECRET = "k" * 40
 TOKEN = jwt.encode({"sub": "ann"}, SECRET, algorithm="HS256")
@@ -66,6 +73,20 @@ def test_secrets_tokens_and_keys_never_reach_a_line() -> None:
             assert TOKEN not in out and SECRET not in out and "api-key-1" not in out
             assert "opaque-value" not in out
             assert REDACTED in out
+
+
+def test_secrets_in_fields_never_reach_a_line() -> None:
+    redact = Redactor([SECRET])
+    leaky = record("rpc failed", client=f"c?token={TOKEN}", method=SECRET, request_id="r1")
+    for formatter in (JsonFormatter(redact), TextFormatter(redact)):
+        out = formatter.format(leaky)
+        assert TOKEN not in out and SECRET not in out
+        assert "request_id=r1" in out or json.loads(out)["request_id"] == "r1"
+
+
+def test_channel_fields_name_the_namespace_never_the_channel() -> None:
+    assert channel_fields("chat:ann-and-bob") == {"channel": "chat"}
+    assert channel_fields("job:r1") == {"channel": "job", "request_id": "r1"}
 
 
 def test_every_logger_of_uvicorn_and_arq_is_routed() -> None:

@@ -9,6 +9,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from gateway.delivery.feed import Feed
 from gateway.delivery.outbox import Outbox
+from gateway.metrics import Tally
 from pushgate.core.wire import Publication
 
 
@@ -116,7 +117,8 @@ async def settle() -> None:
 
 async def test_outbox_sends_in_order_then_closes_after_queued_frames() -> None:
     peer = AsgiPeer()
-    outbox = Outbox(peer.socket(), size=3, send_timeout=5)
+    sent = Tally()
+    outbox = Outbox(peer.socket(), size=3, send_timeout=5, sent=sent, client="c")
     outbox.push("a")
     outbox.push("b")
     outbox.finish(1000, "done")
@@ -124,12 +126,14 @@ async def test_outbox_sends_in_order_then_closes_after_queued_frames() -> None:
     await settle()
     assert peer.texts == ["a", "b"]
     assert peer.close_codes == [1000]
+    assert sent.count == 2  # frames written, not the close
 
 
 async def test_outbox_overflow_drops_the_queue_and_closes_as_slow_consumer() -> None:
     peer = AsgiPeer()
     peer.reading.clear()
-    outbox = Outbox(peer.socket(), size=2, send_timeout=5)
+    sent = Tally()
+    outbox = Outbox(peer.socket(), size=2, send_timeout=5, sent=sent, client="c")
     outbox.push("a")
     await settle()  # "a" is in flight, blocked on the client
     for frame in "bcd":  # "b" and "c" fill the queue, "d" overflows it
@@ -139,12 +143,13 @@ async def test_outbox_overflow_drops_the_queue_and_closes_as_slow_consumer() -> 
     await settle()
     assert peer.texts == []  # the stalled send was given up, not finished
     assert peer.close_codes == [4408]
+    assert sent.count == 0  # nothing was written
 
 
 async def test_outbox_abort_interrupts_a_stalled_send() -> None:
     peer = AsgiPeer()
     peer.reading.clear()
-    outbox = Outbox(peer.socket(), size=10, send_timeout=60)
+    outbox = Outbox(peer.socket(), size=10, send_timeout=60, sent=Tally(), client="c")
     outbox.push("a")
     await settle()  # the writer is now blocked sending "a"
     outbox.abort(4408, "too slow")
