@@ -68,6 +68,7 @@ def config_problems(environ: Mapping[str, str]) -> list[str]:
         settings.auth.validate_gateway,
         lambda: Namespaces.from_settings(settings.history),
         lambda: _check_redis_url(settings.redis_url),
+        settings.validate_brokers,
         lambda: _check_rpc(settings.rpc),
     )
     for check in checks:

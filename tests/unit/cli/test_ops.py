@@ -99,3 +99,10 @@ def test_check_config_loads_the_rpc_routes_as_a_gateway_would(
 def test_check_config_passes_routes_that_load() -> None:
     routes = {"PUSHGATE_RPC_ROUTES": "tests.rpc_routes:ROUTES"}
     assert config_problems({"PUSHGATE_JWT_SECRET": SECRET, **routes}) == []
+
+
+def test_check_config_lists_bad_broker_urls() -> None:
+    environ = {"PUSHGATE_JWT_SECRET": SECRET, "PUSHGATE_BROKER_URLS": "redis://a:1/0,a:2"}
+    [problem] = config_problems(environ)
+    assert problem.startswith("PUSHGATE_BROKER_URLS: ")
+    assert "'a:2' is not a redis/rediss/unix:// URL" in problem
