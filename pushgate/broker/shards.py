@@ -160,10 +160,13 @@ class ShardedStore:
             *(
                 call(self.shards[index].backend, [items[place] for place in group])
                 for index, group in places.items()
-            )
+            ),
+            return_exceptions=True,  # every shard's part settles before an error is raised
         )
         ordered: list[T | None] = [None] * len(items)
         for group, answered in zip(places.values(), answers, strict=True):
+            if isinstance(answered, BaseException):
+                raise answered
             for place, answer in zip(group, answered, strict=True):
                 ordered[place] = answer
         return [answer for answer in ordered if answer is not None]
