@@ -357,3 +357,52 @@ async def test_a_channel_moved_by_resharding_resumes_unrecovered(
     assert all(recovered[channel] is False for channel in moved)
     for channel in moved:  # it starts on its new shard with a new epoch
         assert new_epochs[channel] != positions[channel].epoch
+
+
+async def test_ready_with_shards_down_keeps_a_gateway_ready_while_one_shard_answers(
+    request: pytest.FixtureRequest,
+) -> None:
+    up_channel, down_channel = placed(f"chat:policy-{uuid.uuid4().hex[:8]}", {0: 1, 1: 1})
+    env = {"PUSHGATE_READY_WITH_SHARDS_DOWN": "true"}
+    with (
+        killable_redis() as queue,
+        killable_shards(2) as shards,
+        sharded_stack(queue.url, shards, gateways=1, workers=0, env=env) as stack,
+    ):
+        gateway = stack.gateways[0]
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def answer_once(shards_up: list[bool]) -> tuple[int, dict[str, Any]]:
+                """/readyz once its body shows ``shards_up``."""
+                deadline = time.monotonic() + WAIT
+                while True:
+                    status, body = await readiness(http, gateway.http_url)
+                    if [s["up"] for s in body.get("shards", [])] == shards_up:
+                        return status, body
+                    assert time.monotonic() < deadline, body
+                    await asyncio.sleep(0.05)
+
+            shards[1].kill()
+            one_down = await answer_once([True, False])
+            async with rpc(gateway.ws_url) as raw:
+                refused = await raw.error_code("subscribe", {"channel": down_channel})
+                served = await raw.result("subscribe", {"channel": up_channel})
+            shards[0].kill()
+            all_down = await answer_once([False, False])
+            shards[0].start()
+            shards[1].start()
+            back = await answer_once([True, True])
+    report(
+        request,
+        "PUSHGATE_READY_WITH_SHARDS_DOWN=true, 2 broker shards",
+        [
+            ("/readyz with shard 1 down", one_down[0]),
+            ("subscribe on shard 1 / shard 0", (refused, sorted(served))),
+            ("/readyz with both down", all_down[0]),
+            ("/readyz with both back", back[0]),
+        ],
+    )
+    assert one_down[0] == 200 and one_down[1]["status"] == "ready"
+    assert refused == -32013
+    assert all_down[0] == 503
+    assert back[0] == 200
