@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import astuple, dataclass
 from typing import Any
 
@@ -49,14 +49,20 @@ WAIT = 30.0
 TERMINAL = ("result", "failed")
 
 
-def placed(prefix: str, want: dict[int, int], shards: int = SHARDS) -> list[str]:
-    """Names ``prefix-<n>``: ``want[i]`` of them on shard ``i`` (of ``shards``)."""
+def placed(
+    prefix: str,
+    want: dict[int, int],
+    shards: int = SHARDS,
+    channel: Callable[[str], str] = str,
+) -> list[str]:
+    """Names ``prefix-<n>``: ``want[i]`` of them whose ``channel(name)`` is on shard ``i`` (of
+    ``shards``), in shard order."""
     found: dict[int, list[str]] = {index: [] for index in want}
     for n in range(100 * sum(want.values())):  # bounded: each shard gets 1/shards of the names
         name = f"{prefix}-{n}"
-        bucket = found.get(shard_of(name, shards))
-        if bucket is not None and len(bucket) < want[shard_of(name, shards)]:
-            bucket.append(name)
+        shard = shard_of(channel(name), shards)
+        if shard in found and len(found[shard]) < want[shard]:
+            found[shard].append(name)
         if all(len(found[index]) == count for index, count in want.items()):
             return [name for index in sorted(want) for name in found[index]]
     raise AssertionError(f"no names for {want}")
@@ -66,17 +72,9 @@ def stream_channels() -> list[str]:
     return placed(f"chat:shards-{uuid.uuid4().hex[:8]}", dict.fromkeys(range(SHARDS), PER_SHARD))
 
 
-def _job_ids(shard: int, count: int) -> Iterator[str]:
-    run = uuid.uuid4().hex[:8]
-    found = 0
-    for n in range(100 * count):
-        request_id = f"shards-{run}-{n}"
-        if shard_of(job_channel(request_id), SHARDS) == shard:
-            found += 1
-            yield request_id
-            if found == count:
-                return
-    raise AssertionError(f"no request ids on shard {shard}")
+def request_id_on(shard: int) -> str:
+    """A request id whose job channel (and so its record) lives on ``shard``."""
+    return placed(f"shards-{uuid.uuid4().hex[:8]}", {shard: 1}, channel=job_channel)[0]
 
 
 @dataclass
@@ -173,7 +171,7 @@ async def test_every_guarantee_holds_across_shards_and_gateways(
     clients, watchers = await open_watchers(urls, channels)
     publisher = Publisher([s.url for s in sharded.shards], channels, rate=60).start()
     await publisher.wait_acked(90)
-    jobs = [next(_job_ids(shard, 1)) for shard in range(SHARDS)]
+    jobs = [request_id_on(shard) for shard in range(SHARDS)]
     page = origin.url("/pages/links.html")
     seen = await asyncio.gather(*(job_seen_on_both(urls, page, rid) for rid in jobs))
     await publisher.wait_acked(len(publisher.acked) + 60)
@@ -251,9 +249,9 @@ async def test_a_shard_killed_disturbs_only_its_channels_and_they_recover(
         async with rpc(sharded.stack.gateways[0].ws_url) as raw:
             refused = await raw.call("subscribe", {"channel": fresh[1]})
             served = await raw.call("subscribe", {"channel": fresh[0]})
-        other_shard_job = next(_job_ids(0, 1))
+        other_shard_job = request_id_on(0)
         job_during = await job_seen_on_both(urls, page, other_shard_job)
-        on_killed = next(_job_ids(KILLED, 1))
+        on_killed = request_id_on(KILLED)
         refused_job = await http.post(
             bases[1] + "/jobs", json={"url": page, "request_id": on_killed}
         )
