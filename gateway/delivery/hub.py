@@ -1,4 +1,5 @@
-"""Fan-out of one pub/sub connection to every local subscriber of each channel.
+"""Fan-out of one pub/sub connection to every local subscriber of each channel (with broker
+shards, one hub per shard serves that shard's channels: ``gateway/delivery/shards.py``).
 
 A channel is subscribed in Redis when its first local subscriber arrives and unsubscribed when
 the last one leaves. Redis answers subscribe/unsubscribe commands in order, so a channel is live
