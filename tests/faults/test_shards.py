@@ -41,6 +41,7 @@ from tests.integration.test_metrics import scrape
 from tests.origin import Origin
 from tests.rpc import rpc
 from tests.stack import Stack
+from tests.wsclient import read_all
 
 SHARDS = 3
 PER_SHARD = 3  # channels of the stream on each shard
@@ -255,6 +256,8 @@ async def test_a_shard_killed_disturbs_only_its_channels_and_they_recover(
         refused_job = await http.post(
             bases[1] + "/jobs", json={"url": page, "request_id": on_killed}
         )
+        jobs_url = f"{sharded.stack.gateways[1].ws_url}/ws/jobs/"
+        job_sockets = [await read_all(jobs_url + rid) for rid in (on_killed, other_shard_job)]
         await publisher.wait_acked(len(publisher.acked) + 40)
 
         sharded.shards[KILLED].start()  # same port, nothing kept
@@ -290,6 +293,7 @@ async def test_a_shard_killed_disturbs_only_its_channels_and_they_recover(
             ("subscribe: down shard / another", (refused.get("error"), "result" in served)),
             ("job on another shard during the outage", job_during[0]),
             ("POST /jobs on the down shard", refused_job.status_code),
+            ("/ws/jobs close: down shard / another", [t.close_code for t in job_sockets]),
             ("pub/sub reconnects by shard, per gateway", counted),
             ("publications acked (failed tries)", (len(publisher.acked), publisher.failures)),
         ],
@@ -306,6 +310,8 @@ async def test_a_shard_killed_disturbs_only_its_channels_and_they_recover(
     assert "result" in served
     assert job_during == [["queued", "started", "result"]] * 2
     assert refused_job.status_code == 503
+    assert [t.close_code for t in job_sockets] == [1013, 1000]
+    assert job_sockets[1].types == ["queued", "started", "result"]
     for by_shard in counted:
         assert by_shard == {str(KILLED): 1.0}
 
