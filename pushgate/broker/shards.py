@@ -65,13 +65,23 @@ class ShardedStore:
         ``PUSHGATE_REDIS_URL``, which the caller closes)."""
         jobs = job_history(settings.history)
         if not settings.broker_urls:
-            backend = Backend(default, jobs=jobs)
-            return cls([Shard(0, settings.redis_url, backend, default)], owned=False)
-        shards = []
-        for index, url in enumerate(settings.broker_urls):
-            redis = jobqueue.connect(url, socket_timeout=socket_timeout)
-            shards.append(Shard(index, url, Backend(redis, jobs=jobs), redis))
-        return cls(shards, owned=True)
+            return cls.over([(settings.redis_url, default)], jobs, owned=False)
+        clients = [
+            (url, jobqueue.connect(url, socket_timeout=socket_timeout))
+            for url in settings.broker_urls
+        ]
+        return cls.over(clients, jobs, owned=True)
+
+    @classmethod
+    def over(
+        cls, clients: Sequence[tuple[str, Redis]], jobs: HistoryPolicy, *, owned: bool
+    ) -> ShardedStore:
+        """A shard per (URL, client), in shard order; ``owned``: ``aclose`` closes the clients."""
+        shards = [
+            Shard(index, url, Backend(redis, jobs=jobs), redis)
+            for index, (url, redis) in enumerate(clients)
+        ]
+        return cls(shards, owned=owned)
 
     async def aclose(self) -> None:
         if self._owned:

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 from gateway.delivery.hub import Hub
 from pushgate.broker.pubsub import PubSubConnection
-from pushgate.broker.shards import Shard, ShardedStore
+from pushgate.broker.shards import ShardedStore
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port, spawn, stop
 from pushgate.cli.redis_server import find_redis_server
@@ -216,11 +216,11 @@ class Acked:
 def store_on(urls: Sequence[str]) -> ShardedStore:
     """The broker plane over ``urls`` (one per shard, in order), as gateways and workers see it,
     with clients whose calls fail within a second while their Redis is down."""
-    shards = []
-    for index, url in enumerate(urls):
-        client = aioredis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-        shards.append(Shard(index, url, Backend(client, jobs=POLICY), client))
-    return ShardedStore(shards, owned=True)
+    clients = [
+        (url, aioredis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1))
+        for url in urls
+    ]
+    return ShardedStore.over(clients, POLICY, owned=True)
 
 
 class Publisher:
