@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket
 from gateway import request_head
 from gateway.delivery.connections import DRAIN_CODE, DRAIN_REASON, Connections
 from gateway.delivery.direct import SERVER_SEND, check_fast_path_available
-from gateway.delivery.hub import Hub
+from gateway.delivery.shards import ShardedHub
 from gateway.endpoints import health, openapi, pages, sse, status, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
 from gateway.endpoints import publish as publish_api
@@ -30,9 +30,8 @@ from gateway.metrics import GatewayMetrics, count_http, metrics_endpoint, route_
 from gateway.rpc import build_backend
 from gateway.services import Services
 from pushgate.broker import jobqueue
-from pushgate.broker.pubsub import PubSubConnection
 from pushgate.broker.ratelimit import RateLimiter
-from pushgate.broker.store import Backend, job_history
+from pushgate.broker.shards import ShardedStore
 from pushgate.core import logs
 from pushgate.core.auth import Authenticator
 from pushgate.core.channels import Namespaces
@@ -44,6 +43,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
     its own)."""
     resolved = settings if settings is not None else Settings.from_env(os.environ)
     resolved.auth.validate_gateway()
+    resolved.validate_brokers()
     logs.configure(resolved.log_format, resolved.log_level, resolved.secrets)
     if connections is None:
         connections = Connections(resolved.limits.max_connections)
@@ -57,17 +57,8 @@ def create_app(settings: Settings | None = None, connections: Connections | None
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Services]]:
         check_fast_path_available()
         redis = jobqueue.connect(resolved.redis_url)
-        backend = Backend(redis, jobs=job_history(resolved.history))
-        connection = PubSubConnection(
-            resolved.redis_url, ping_interval=resolved.pubsub_ping_interval
-        )
-        hub = Hub(
-            connection,
-            backend,
-            redis_timeout=resolved.redis_timeout,
-            position_check=resolved.position_check_seconds,
-            metrics=metrics,
-        )
+        backend = ShardedStore.connect(resolved, redis)
+        hub = ShardedHub.build(resolved, backend, metrics)
         metrics.watch(
             lambda: len(connections), lambda: hub.channel_count, lambda: hub.subscriber_count
         )
@@ -95,6 +86,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
                 metrics_server.shutdown()
                 metrics_server.server_close()
             await hub.stop()
+            await backend.aclose()
             if rpc is not None:
                 await rpc.aclose()
             await redis.aclose(close_connection_pool=True)

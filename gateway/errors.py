@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
@@ -23,9 +24,10 @@ _STARLETTE_KINDS = {
 }
 
 
-def error_response(error: PushgateError) -> JSONResponse:
-    """The error as JSON; one that ``closes`` ends the connection after the answer."""
-    body = {"error": {"code": error.code, "message": error.message}}
+def error_response(error: PushgateError, *, extra: dict[str, Any] | None = None) -> JSONResponse:
+    """The error as JSON (with the fields of ``extra`` next to it); one that ``closes`` ends the
+    connection after the answer."""
+    body = {"error": {"code": error.code, "message": error.message}, **(extra or {})}
     headers: dict[str, str] = {}
     if isinstance(error, RateLimitedError):
         headers["Retry-After"] = str(error.retry_after)

@@ -9,12 +9,12 @@ from arq.connections import ArqRedis
 from starlette.requests import HTTPConnection
 
 from gateway.delivery.connections import Connections
-from gateway.delivery.hub import Hub
+from gateway.delivery.shards import ShardedHub
 from gateway.job_wait import JobWaits
 from gateway.metrics import GatewayMetrics
 from gateway.rpc.calls import RpcBackend
 from pushgate.broker.ratelimit import RateLimiter
-from pushgate.broker.store import Backend
+from pushgate.broker.shards import ShardedStore
 from pushgate.core.auth import Authenticator
 from pushgate.core.channels import Namespaces
 from pushgate.core.settings import Settings
@@ -26,8 +26,8 @@ class Services:
 
     settings: Settings
     redis: ArqRedis
-    backend: Backend
-    hub: Hub
+    backend: ShardedStore  # the broker plane: history, publishing, job records
+    hub: ShardedHub
     auth: Authenticator
     namespaces: Namespaces
     connections: Connections

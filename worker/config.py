@@ -12,16 +12,14 @@ from pushgate.broker import jobqueue
 from pushgate.broker.keys import QUEUE_NAME
 from pushgate.core import logs
 from pushgate.core.settings import Settings
+from worker.outage import REDIS_SOCKET_TIMEOUT
 from worker.tasks import scrape, shutdown, startup
-
-# A worker never blocks on Redis on purpose (arq polls its queue), so a reply this late means
-# Redis stopped answering (a network partition): an error to retry, not a worker hung for good.
-REDIS_SOCKET_TIMEOUT = 5.0
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """The mapping arq's ``Worker`` takes; arq accepts a dict wherever it takes a settings class."""
     logs.configure(settings.log_format, settings.log_level, settings.secrets)
+    settings.validate_brokers()
     return {
         "functions": [func(scrape, name=jobqueue.SCRAPE_TASK)],
         # The pool the worker uses; the settings are for `arq --check`.

@@ -15,6 +15,9 @@ from pushgate.client.wire import backoff_delay
 
 T = TypeVar("T")
 
+# A worker never blocks on Redis on purpose (arq polls its queue), so a reply this late means
+# Redis stopped answering (a network partition): an error to retry, not a worker hung for good.
+REDIS_SOCKET_TIMEOUT = 5.0
 # The first retry comes within 50 ms: a connection Redis dropped is often back at once.
 _BASE_DELAY = 0.05
 

@@ -17,7 +17,7 @@ from arq.worker import Retry
 from redis.asyncio import Redis
 
 from pushgate.broker.jobqueue import UNAVAILABLE, give_back_try
-from pushgate.broker.store import Backend, job_history
+from pushgate.broker.shards import ShardedStore
 from pushgate.core import events
 from pushgate.core.events import FailureCode
 from pushgate.core.settings import Settings
@@ -25,7 +25,7 @@ from worker.fetch import FetchError, Page, build_client, fetch_page
 from worker.lease import leased
 from worker.links import ParsedPage, parse_page
 from worker.metrics import MetricsServer, WorkerMetrics
-from worker.outage import retrying
+from worker.outage import REDIS_SOCKET_TIMEOUT, retrying
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class WorkerDeps:
 
     settings: Settings
     redis: Redis  # arq's pool, for the job's lease and tries
-    backend: Backend
+    backend: ShardedStore  # the broker plane: job records and events, on the job's shard
     http: httpx.AsyncClient
     # Parsing is CPU-bound; off the event loop it cannot stall arq's heartbeats or other jobs.
     parser: ThreadPoolExecutor
@@ -63,7 +63,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["deps"] = WorkerDeps(
         settings=settings,
         redis=ctx["redis"],
-        backend=Backend(ctx["redis"], jobs=job_history(settings.history)),
+        # Job events go to the shard of the job's channel, like every publication.
+        backend=ShardedStore.connect(settings, ctx["redis"], socket_timeout=REDIS_SOCKET_TIMEOUT),
         http=build_client(settings.fetch, allow_private=settings.fetch.allow_private_addresses),
         parser=ThreadPoolExecutor(max_workers=2, thread_name_prefix="pushgate-parse"),
         metrics=metrics,
@@ -75,6 +76,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     deps: WorkerDeps | None = ctx.get("deps")
     if deps is not None:
         await deps.http.aclose()
+        await deps.backend.aclose()
         deps.parser.shutdown(wait=False, cancel_futures=True)
         if deps.metrics_server is not None:
             await deps.metrics_server.stop()

@@ -1,4 +1,5 @@
-"""Fan-out of one pub/sub connection to every local subscriber of each channel.
+"""Fan-out of one pub/sub connection to every local subscriber of each channel (with broker
+shards, one hub per shard serves that shard's channels: ``gateway/delivery/shards.py``).
 
 A channel is subscribed in Redis when its first local subscriber arrives and unsubscribed when
 the last one leaves. Redis answers subscribe/unsubscribe commands in order, so a channel is live
@@ -86,8 +87,8 @@ class _Channel:
 
 
 class Hub:
-    """One pub/sub connection for the process; each subscriber gets its channel's publications
-    once and in order, or ``lost()`` (see the module's docstring)."""
+    """One pub/sub connection (of one broker shard) for the process; each subscriber gets its
+    channel's publications once and in order, or ``lost()`` (see the module's docstring)."""
 
     def __init__(
         self,
@@ -97,14 +98,18 @@ class Hub:
         redis_timeout: float = 1.5,
         position_check: float = 10.0,
         metrics: GatewayMetrics | None = None,
+        shard: int = 0,
+        writes: DirectWrites | None = None,
     ) -> None:
         self._connection = connection
         self._metrics = metrics
         self._backend = backend
         self._redis_timeout = redis_timeout
         self._position_check = position_check
-        # Corked while a batch is handed out, so each socket's direct writes of it go out as one.
-        self.writes = DirectWrites()
+        self._shard = shard  # the broker shard whose channels this hub serves
+        # Corked while a batch is handed out, so each socket's direct writes of it go out as one
+        # (shared by the hubs of every shard: each corks only around synchronous code).
+        self.writes = writes if writes is not None else DirectWrites()
         self._channels: dict[str, _Channel] = {}
         self._pending: defaultdict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -247,15 +252,15 @@ class Hub:
                     self._handle(events)
                 continue
             if self.connected:
-                log.warning("redis pub/sub disconnected (%s); reconnecting", lost.reason,
-                            extra={"shard": 0})  # fmt: skip
+                log.warning("redis pub/sub of shard %d disconnected (%s); reconnecting",
+                            self._shard, lost.reason, extra={"shard": self._shard})  # fmt: skip
             self._went_down()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _went_down(self) -> None:
         if self.connected and self._metrics is not None:
-            self._metrics.pubsub_reconnects.labels("0").inc()
+            self._metrics.pubsub_reconnects.labels(str(self._shard)).inc()
         self.connected = False
         # Whatever was in flight died with the connection; the reconnect resubscribes what is
         # wanted, and those confirmations drive the catch-up.

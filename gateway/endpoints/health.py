@@ -1,9 +1,16 @@
-"""Probes: ``/healthz`` says the process runs, ``/readyz`` that it can serve (Redis answers, and
-the gateway is not draining)."""
+"""Probes: ``/healthz`` says the process runs, ``/readyz`` that it can serve (Redis answers, the
+pub/sub of each broker shard is up, and the gateway is not draining).
+
+``/readyz`` lists every broker shard (index, address without password, up) in its answer, so a
+503 names the shard that is down. With ``PUSHGATE_READY_WITH_SHARDS_DOWN`` the gateway stays
+ready while at least one shard is up: subscriptions to a down shard's channels are answered
+"unavailable" meanwhile.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -11,10 +18,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.errors import error_response
-from gateway.services import services
+from gateway.services import Services, services
+from pushgate.broker.shards import Shard
 from pushgate.core.errors import ErrorKind, PushgateError
 
 READY_TIMEOUT = 1.0
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -29,16 +38,38 @@ async def readyz(request: Request) -> JSONResponse:
         )
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            await svc.backend.ping()
-    except (RedisError, OSError, TimeoutError) as exc:
+            await svc.redis.ping()
+    except _REDIS_ERRORS as exc:
         return error_response(
             PushgateError(ErrorKind.UNAVAILABLE, f"redis does not answer: {exc!r}")
         )
-    if not svc.hub.connected:
-        return error_response(
-            PushgateError(ErrorKind.UNAVAILABLE, "redis pub/sub connection is down")
+    shards = await shard_health(svc)
+    down = [shard for shard in shards if not shard["up"]]
+    if down and not (svc.settings.ready_with_shards_down and len(down) < len(shards)):
+        named = ", ".join(
+            f"{shard['index']} ({shard['address']}: {shard['error']})" for shard in down
         )
-    return JSONResponse({"status": "ready"})
+        error = PushgateError(ErrorKind.UNAVAILABLE, f"broker shards down: {named}")
+        return error_response(error, extra={"shards": shards})
+    return JSONResponse({"status": "ready", "shards": shards})
+
+
+async def shard_health(svc: Services) -> list[dict[str, Any]]:
+    """Each broker shard: index, address (no password), and whether it is up (it answers a
+    PING and the gateway's pub/sub connection to it is up), with why not."""
+    return list(await asyncio.gather(*(_shard(svc, shard) for shard in svc.backend.shards)))
+
+
+async def _shard(svc: Services, shard: Shard) -> dict[str, Any]:
+    state: dict[str, Any] = {"index": shard.index, "address": shard.address}
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await shard.backend.ping()
+    except _REDIS_ERRORS as exc:
+        return {**state, "up": False, "error": f"does not answer: {type(exc).__name__}"}
+    if not svc.hub.hubs[shard.index].connected:
+        return {**state, "up": False, "error": "pub/sub connection is down"}
+    return {**state, "up": True}
 
 
 ROUTES = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]

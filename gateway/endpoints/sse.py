@@ -23,7 +23,8 @@ from gateway.delivery.feed import Feed
 from gateway.delivery.subscribe import from_redis, subscribe_feed
 from gateway.rate_limits import limit_connection
 from gateway.services import Services, services
-from pushgate.broker.store import Backend, Replay
+from pushgate.broker.shards import ShardedStore
+from pushgate.broker.store import Replay
 from pushgate.core.channels import JOB_NAMESPACE, Channel, parse_channel
 from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.events import is_terminal
@@ -115,7 +116,7 @@ async def _start(
     return [], replay.offset, True
 
 
-def _first_read(backend: Backend, channel: Channel, last_id: str | None) -> Awaitable[Replay]:
+def _first_read(backend: ShardedStore, channel: Channel, last_id: str | None) -> Awaitable[Replay]:
     if last_id is not None:
         return backend.replay(channel.full, after=last_id, since_epoch=None)
     if channel.namespace == JOB_NAMESPACE:  # a job's stream tells its whole story

@@ -1,4 +1,5 @@
-"""``GET /status`` (with an API key): what this gateway holds and how its Redis and queue are.
+"""``GET /status`` (with an API key): what this gateway holds and how its Redis, queue and
+broker shards are.
 
 ``pushgate status`` prints it for any number of gateways, and ``/admin`` shows it live.
 """
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from gateway.access import require_api_key
+from gateway.endpoints.health import shard_health
 from gateway.endpoints.pages import page
 from gateway.services import Services, services
 from pushgate.broker.jobqueue import queue_depth
@@ -42,11 +44,13 @@ async def gateway_status(svc: Services) -> dict[str, Any]:
         "channels": svc.hub.channel_count,
         "subscriptions": svc.hub.subscriber_count,
         "redis": await _redis(svc),
+        "shards": await shard_health(svc),
     }
 
 
 async def _redis(svc: Services) -> dict[str, Any]:
-    """The Redis this gateway uses (host and port only: a URL may hold a password)."""
+    """The Redis of the queue (host and port only: a URL may hold a password); ``pubsub``: the
+    pub/sub connection of every broker shard is up (``shards`` says which is not)."""
     parts = urlsplit(svc.settings.redis_url)
     state: dict[str, Any] = {"address": f"{parts.hostname}:{parts.port or 6379}"}
     state["pubsub"] = svc.hub.connected

@@ -16,6 +16,7 @@ const ROWS = [
   ['redis', (s) => `${s.redis.address} ${s.redis.ok ? 'ok' : `down (${s.redis.error})`}, pub/sub ${s.redis.pubsub ? 'up' : 'down'}`],
   ['queue depth', (s) => (s.redis.ok ? String(s.redis.queue_depth) : '?')],
   ['oldest queued', (s) => (s.redis.oldest_queued_seconds == null ? '-' : `${s.redis.oldest_queued_seconds.toFixed(1)} s`)],
+  ['broker shards', (s) => s.shards.map((/** @type {any} */ d) => `${d.index} ${d.address} ${d.up ? 'up' : `DOWN (${d.error})`}`).join('; ')],
 ];
 
 const badge = byId('status');

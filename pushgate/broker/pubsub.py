@@ -1,4 +1,5 @@
-"""The one Redis pub/sub connection of a gateway process, as batches of typed events.
+"""A gateway process's one pub/sub connection to a Redis (per broker shard), as batches of
+typed events.
 
 A gateway's hottest loop reads this connection, so it is a small RESP client of its own rather
 than redis-py's ``PubSub``: one socket read hands every complete reply in the buffer to hiredis at
@@ -32,6 +33,9 @@ from pushgate.core.wire import Publication
 _DEAD_AFTER_INTERVALS = 3
 _READ_SIZE = 256 * 1024
 _CONNECT_TIMEOUT = 5.0
+# Channels per SUBSCRIBE command when a (re)connect subscribes everything wanted: thousands in a
+# few commands, none so long that Redis holds everyone else up parsing it.
+RESUBSCRIBE_BATCH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +166,15 @@ class PubSubConnection:
             self._reader, self._writer = reader, writer
             if options.get("password"):
                 await self._authenticate(options.get("username"), options["password"])
-        # Every channel we want, the control channel included: confirmations follow.
-        writer.write(b"".join(command("SUBSCRIBE", name) for name in sorted(self._names)))
+        # Every channel we want, the control channel included, a batch per command:
+        # confirmations follow, one per channel.
+        names = sorted(self._names)
+        writer.write(
+            b"".join(
+                command("SUBSCRIBE", *names[start : start + RESUBSCRIBE_BATCH])
+                for start in range(0, len(names), RESUBSCRIBE_BATCH)
+            )
+        )
 
     async def _authenticate(self, username: str | None, password: str) -> None:
         assert self._reader is not None

@@ -68,6 +68,7 @@ def config_problems(environ: Mapping[str, str]) -> list[str]:
         settings.auth.validate_gateway,
         lambda: Namespaces.from_settings(settings.history),
         lambda: _check_redis_url(settings.redis_url),
+        settings.validate_brokers,
         lambda: _check_rpc(settings.rpc),
     )
     for check in checks:
@@ -119,7 +120,9 @@ _STATUS_COLUMNS = (
     "subs",
     "redis",
     "queue",
+    "shards",
 )
+_BLANK = ("",) * (len(_STATUS_COLUMNS) - 2)  # a row of a gateway that gave no status
 
 
 def status(gateways: list[str], api_key: str | None) -> int:
@@ -133,11 +136,11 @@ def status(gateways: list[str], api_key: str | None) -> int:
                 base.rstrip("/") + "/status", headers=headers, timeout=STATUS_TIMEOUT
             )
         except httpx.HTTPError as exc:
-            rows.append((base, f"unreachable: {type(exc).__name__}", *[""] * 7))
+            rows.append((base, f"unreachable: {type(exc).__name__}", *_BLANK))
             failed = True
             continue
         if response.status_code != 200:
-            rows.append((base, f"HTTP {response.status_code}", *[""] * 7))
+            rows.append((base, f"HTTP {response.status_code}", *_BLANK))
             failed = True
             continue
         rows.append(_status_row(base, response.json()))
@@ -165,4 +168,12 @@ def _status_row(base: str, answer: dict[str, Any]) -> tuple[str, ...]:
         str(answer["subscriptions"]),
         f"{redis['address']} {health}",
         str(redis.get("queue_depth", "?")),
+        _shards_cell(answer.get("shards", [])),
     )
+
+
+def _shards_cell(shards: list[dict[str, Any]]) -> str:
+    """``2/3 up, down: 1`` (indexes of the shards that are down)."""
+    down = [str(shard["index"]) for shard in shards if not shard["up"]]
+    cell = f"{len(shards) - len(down)}/{len(shards)} up"
+    return f"{cell}, down: {' '.join(down)}" if down else cell

@@ -250,6 +250,13 @@ class Settings:
     """Every tunable of gateway and worker."""
 
     redis_url: str = _env("REDIS_URL", "redis://localhost:6379/0")
+    # The broker plane (each channel's history, meta, idempotency keys, job record and pub/sub)
+    # sharded by channel over these standalone Redis servers (pushgate/core/sharding.py). None:
+    # all of it on redis_url, the one shard. The queue and rate limits stay on redis_url.
+    broker_urls: tuple[str, ...] = _env("BROKER_URLS", ())
+    # A gateway is ready while every broker shard answers; true: while some do (a subscription
+    # to a channel of a down shard is answered "unavailable").
+    ready_with_shards_down: bool = _env("READY_WITH_SHARDS_DOWN", False)
     # Redis pub/sub liveness: the gateway pings its pub/sub connection when idle this long.
     pubsub_ping_interval: float = _env("PUBSUB_PING_INTERVAL", 5.0)
     log_format: str = _env("LOG_FORMAT", "text", choices=("text", "json"))
@@ -276,11 +283,28 @@ class Settings:
         return self.pool.job_timeout_seconds or self.fetch.worst_case
 
     @property
+    def shard_urls(self) -> tuple[str, ...]:
+        """The broker plane's Redis servers, in shard order: ``broker_urls``, else ``redis_url``."""
+        return self.broker_urls or (self.redis_url,)
+
+    def validate_brokers(self) -> None:
+        """Every broker URL a Redis URL, none twice (a shard's index is its place in the list)."""
+        problems = [_redis_url_problem(url) for url in self.broker_urls]
+        seen: set[str] = set()
+        for url in self.broker_urls:
+            if url in seen:
+                problems.append(f"{redacted_url(url)!r} is listed twice")
+            seen.add(url)
+        found = [problem for problem in problems if problem]
+        if found:
+            raise SettingsError(f"{ENV_PREFIX}BROKER_URLS: {'; '.join(found)}")
+
+    @property
     def secrets(self) -> tuple[str, ...]:
-        """Values no log line may show: keys, secrets, and the Redis password."""
-        password = urlsplit(self.redis_url).password or ""
+        """Values no log line may show: keys, secrets, and the Redis passwords."""
+        passwords = [urlsplit(url).password or "" for url in (self.redis_url, *self.broker_urls)]
         auth = self.auth
-        return (*auth.jwt_secret, auth.token_secret, *auth.api_keys, password)
+        return (*auth.jwt_secret, auth.token_secret, *auth.api_keys, *passwords)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -293,6 +317,36 @@ class Settings:
         if problems:
             raise SettingsError("\n".join(problems))
         return settings
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url_problem(url: str) -> str:
+    """What is wrong with ``url`` as a Redis server's URL ("" if nothing)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return f"{redacted_url(url)!r}: {exc}"
+    if parts.scheme not in _REDIS_SCHEMES:
+        return f"{redacted_url(url)!r} is not a {'/'.join(_REDIS_SCHEMES)}:// URL"
+    if not (parts.path if parts.scheme == "unix" else parts.hostname):
+        return f"{redacted_url(url)!r} names no server"
+    return ""
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password, to show in logs, probes and status."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(unparseable URL)"
+    if not password:
+        return url
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return parts._replace(netloc=user + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def read_settings(kind: type[Any], environ: Mapping[str, str], problems: list[str]) -> Any:

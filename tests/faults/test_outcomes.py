@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pushgate.broker import jobqueue
-from pushgate.broker.store import Backend
+from pushgate.broker.shards import ShardedStore
 from pushgate.cli.redis_server import RedisServer
 from pushgate.core import events
 from pushgate.core.events import FailureCode
@@ -62,7 +62,7 @@ async def worker_ctx(redis_server: RedisServer) -> AsyncIterator[dict[str, Any]]
     await redis.aclose(close_connection_pool=True)
 
 
-async def job_events(backend: Backend, request_id: str) -> list[dict[str, Any]]:
+async def job_events(backend: ShardedStore, request_id: str) -> list[dict[str, Any]]:
     return [p.data for p in await backend.history(job_channel(request_id))]
 
 
@@ -95,7 +95,7 @@ async def test_an_error_of_the_worker_fails_the_job_as_internal_error_once(
 async def test_the_store_publishes_nothing_after_a_terminal_event(
     worker_ctx: dict[str, Any], origin: Origin
 ) -> None:
-    backend: Backend = worker_ctx["deps"].backend
+    backend: ShardedStore = worker_ctx["deps"].backend
     request_id, url = f"unit-{uuid.uuid4().hex}", origin.url("/pages/links.html")
     await backend.create_job(request_id, url, "")
     outcome = events.failed(request_id, FailureCode.TIMEOUT, "first")

@@ -13,6 +13,7 @@ from pushgate.core.settings import (
     SettingsError,
     WorkerPoolSettings,
     read_settings,
+    redacted_url,
     variable_names,
 )
 
@@ -155,3 +156,46 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     first_cells = re.findall(r"^\| (`PUSHGATE_.*?) \|", readme, re.M)  # some name two
     documented = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
     assert variable_names() <= documented
+
+
+def test_broker_urls_default_to_the_one_redis() -> None:
+    settings = Settings.from_env({"PUSHGATE_REDIS_URL": "redis://q:1/0"})
+    assert settings.broker_urls == ()
+    assert settings.shard_urls == ("redis://q:1/0",)
+    assert settings.ready_with_shards_down is False
+    settings.validate_brokers()
+
+
+def test_broker_urls_are_the_shards_in_order() -> None:
+    settings = Settings.from_env(
+        {
+            "PUSHGATE_BROKER_URLS": "redis://a:1/0, redis://:pw@b:2/0,rediss://c:3/0",
+            "PUSHGATE_READY_WITH_SHARDS_DOWN": "true",
+        }
+    )
+    assert settings.shard_urls == ("redis://a:1/0", "redis://:pw@b:2/0", "rediss://c:3/0")
+    assert settings.ready_with_shards_down is True
+    assert "pw" in settings.secrets
+    settings.validate_brokers()
+
+
+@pytest.mark.parametrize(
+    ("urls", "problem"),
+    [
+        ("http://a:1/0", "is not a redis/rediss/unix:// URL"),
+        ("redis://a:1/0,redis://a:1/0", "listed twice"),
+        ("redis://a:port/0", "Port could not be cast"),
+        ("redis:///0", "names no server"),
+    ],
+)
+def test_bad_broker_urls_are_named(urls: str, problem: str) -> None:
+    settings = Settings.from_env({"PUSHGATE_BROKER_URLS": urls})
+    with pytest.raises(SettingsError, match="PUSHGATE_BROKER_URLS") as raised:
+        settings.validate_brokers()
+    assert problem in str(raised.value)
+
+
+def test_redacted_url_hides_only_the_password() -> None:
+    assert redacted_url("redis://:secret@h:1/0") == "redis://***@h:1/0"
+    assert redacted_url("redis://ann:secret@h:1/0") == "redis://ann:***@h:1/0"
+    assert redacted_url("redis://h:1/0") == "redis://h:1/0"

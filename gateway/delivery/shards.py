@@ -1,0 +1,85 @@
+"""The gateway's hubs, one per broker shard, behind the one ``Hub`` API the endpoints call.
+
+Each shard has its own pub/sub connection, reader task and position check (``Hub``), and each
+channel is served by the hub of the shard it lives on (``ShardedStore.shard_of``, the same
+hash). So a shard going down is, for its channels, exactly what a whole-Redis outage was before
+(``subscribe`` answers unavailable at once, live channels are caught up or told when it
+returns), and the channels of every other shard are not touched by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from gateway.delivery.direct import DirectWrites
+from gateway.delivery.hub import Hub, Subscriber
+from gateway.metrics import GatewayMetrics
+from pushgate.broker.pubsub import PubSubConnection
+from pushgate.broker.shards import ShardedStore
+from pushgate.core.settings import Settings
+
+
+class ShardedHub:
+    """``Hub``'s API, each call on the hub of the channel's shard."""
+
+    def __init__(self, hubs: Sequence[Hub], store: ShardedStore) -> None:
+        assert len(hubs) == len(store.shards)
+        self.hubs = tuple(hubs)
+        self._store = store
+        self.writes = hubs[0].writes  # one for all (see Hub)
+
+    @classmethod
+    def build(
+        cls, settings: Settings, store: ShardedStore, metrics: GatewayMetrics | None
+    ) -> ShardedHub:
+        """A hub per shard of ``store``, each on a pub/sub connection of its own."""
+        writes = DirectWrites()
+        hubs = [
+            Hub(
+                PubSubConnection(shard.url, ping_interval=settings.pubsub_ping_interval),
+                shard.backend,
+                redis_timeout=settings.redis_timeout,
+                position_check=settings.position_check_seconds,
+                metrics=metrics,
+                shard=shard.index,
+                writes=writes,
+            )
+            for shard in store.shards
+        ]
+        return cls(hubs, store)
+
+    def _hub(self, channel: str) -> Hub:
+        return self.hubs[self._store.shard_of(channel)]
+
+    async def start(self) -> None:
+        for hub in self.hubs:
+            await hub.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(hub.stop() for hub in self.hubs))
+
+    @property
+    def connected(self) -> bool:
+        """Whether the pub/sub connection of every shard is up."""
+        return all(hub.connected for hub in self.hubs)
+
+    @property
+    def channel_count(self) -> int:
+        return sum(hub.channel_count for hub in self.hubs)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(hub.subscriber_count for hub in self.hubs)
+
+    async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
+        await self._hub(channel).subscribe(channel, subscriber)
+
+    def attach_at_position(self, channel: str, subscriber: Subscriber) -> tuple[str, str] | None:
+        return self._hub(channel).attach_at_position(channel, subscriber)
+
+    def note_position(self, channel: str, epoch: str, offset: str) -> None:
+        self._hub(channel).note_position(channel, epoch, offset)
+
+    def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
+        self._hub(channel).unsubscribe(channel, subscriber)
