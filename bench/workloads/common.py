@@ -6,13 +6,14 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.loadgen import DeliveryStats, LoadGen
 from bench.procs import Children, CpuMeter, MachineMeter, memory_kb
 from bench.stats import Histogram
-from bench.systems import HISTORY_SIZE, HISTORY_TTL, LABELS, Running
+from bench.systems import HISTORY_SIZE, HISTORY_TTL, LABELS, Running, redis_pid
 
 # A load generator or publisher process above this share of one core is the bottleneck.
 SATURATED_CPU_PERCENT = 90.0
@@ -55,6 +56,13 @@ class Options:
     jobs_workers: list[int] = field(default_factory=lambda: [1, 2])
     # parse
     parse_seconds: float = 5.0
+    # scale
+    scale_clients: int = 4000
+    scale_rounds: int = 25
+    scale_batch: int = 500
+    scale_gateways: list[int] = field(default_factory=lambda: [1, 2, 4])
+    scale_shards: list[int] = field(default_factory=lambda: [1, 2, 4])
+    scale_servers: list[int] = field(default_factory=lambda: [1, 2, 4])
     # phases end when everything arrived, or nothing arrived for this long
     quiet_s: float = 3.0
 
@@ -95,7 +103,7 @@ class PublisherPlan:
 async def _start_publisher(ctx: Context, server: Running, phase: int, plan: PublisherPlan) -> Any:
     spec = {
         "system": server.system,
-        "redis_url": server.redis.url,
+        "redis_urls": [broker.url for broker in server.brokers],
         "phase": phase,
         "history_size": HISTORY_SIZE,
         "history_ttl": HISTORY_TTL,
@@ -112,23 +120,25 @@ async def _start_publisher(ctx: Context, server: Running, phase: int, plan: Publ
 
 async def delivery_phase(
     ctx: Context,
-    server: Running,
+    servers: Sequence[Running],
     loadgen: LoadGen,
     *,
     label: str,
     plan: PublisherPlan,
     paced: bool,
 ) -> dict[str, Any]:
-    """Publish ``plan`` and count what the clients got: one row of a delivery table."""
+    """Publish ``plan`` and count what the clients got: one row of a delivery table. The
+    servers are processes of one system on the same Redis servers; the server columns add
+    them up, the Redis ones add up the shards (``redis_cpu_pct_per_shard`` keeps each)."""
     phase = ctx.next_phase()
     clients = await loadgen.phase(phase, plan.per_client)
-    publisher = await _start_publisher(ctx, server, phase, plan)
+    publisher = await _start_publisher(ctx, servers[0], phase, plan)
     stdin, stdout = publisher.process.stdin, publisher.process.stdout
     assert stdin is not None
     assert stdout is not None
     meters = {
-        "server": CpuMeter([server.server_pid]),
-        "redis": CpuMeter([server.redis_pid]),
+        "server": CpuMeter([server.server_pid for server in servers]),
+        "redis": CpuMeter([redis_pid(broker) for broker in servers[0].brokers]),
         "loadgen": CpuMeter(loadgen.pids),
     }
     machine = MachineMeter()
@@ -155,21 +165,22 @@ async def delivery_phase(
     line = await published if published.done() else b""
     summary = json.loads(line) if line.strip() else {}
     await ctx.children.stop(publisher)
-    row = _delivery_row(server, label, paced, clients, plan, summary, stats, meters)
+    row = _delivery_row(servers, label, paced, clients, plan, summary, stats, meters)
     ours = sum(m.cpu_s for m in meters.values()) + summary.get("cpu_s", 0.0)
     foreign_note(row, label, machine, ours, meters["server"].wall_s)
     if not summary:
         row["notes"].append(f"publisher did not finish {label}: {publisher.log_tail(5)}")
-    if not server.server.alive:
-        row["notes"].append(
-            f"{server.system} exited ({server.server.process.returncode}) during {label}: "
-            f"{server.server.log_tail(10)}"
-        )
+    for server in servers:
+        if not server.server.alive:
+            row["notes"].append(
+                f"{server.system} exited ({server.server.process.returncode}) during {label}: "
+                f"{server.server.log_tail(10)}"
+            )
     return row
 
 
 def _delivery_row(
-    server: Running,
+    servers: Sequence[Running],
     label: str,
     paced: bool,
     clients: int,
@@ -214,10 +225,12 @@ def _delivery_row(
         notes.append(f"{stats.closed} clients closed by the server in {label}: {stats.close_codes}")
     if stats.stray or stats.negative:
         notes.append(f"{stats.stray} stray frames, {stats.negative} negative latencies in {label}")
-    rss_kb, hwm_kb = memory_kb(server.server_pid)
+    memory = [memory_kb(server.server_pid) for server in servers]
+    rss_kb, hwm_kb = sum(m[0] for m in memory), sum(m[1] for m in memory)
+    system = servers[0].system
     return {
-        "system": server.system,
-        "system_label": LABELS[server.system],
+        "system": system,
+        "system_label": LABELS[system],
         "phase": label,
         "clients": clients,
         "publications": summary.get("published", 0),
@@ -231,10 +244,13 @@ def _delivery_row(
         "server_cpu_pct": server_cpu.percent_of_core,
         "cpu_s_per_1k": 1000 * server_cpu.cpu_s / stats.unique if stats.unique else None,
         "redis_cpu_pct": meters["redis"].percent_of_core,
+        "redis_cpu_pct_per_shard": meters["redis"].per_process_percent(),
+        "redis_cpu_s": meters["redis"].cpu_s,
         "loadgen_cpu_pct": max(loadgen_pct, default=0.0),
         "loadgen_lag_p99_ms": stats.lag_p99_ms,
         "publisher_cpu_pct": publisher_pct,
         "publish_rate": publisher_rate,
+        "receivers": summary.get("receivers"),
         "rss_mb": rss_kb / 1024,
         "peak_rss_mb": hwm_kb / 1024,
         "window_s": window_s,
