@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
         help="pushgate broker shard counts (each gateway count with each)",
     )
     g.add_argument(
+        "--scale-publishers",
+        type=int,
+        default=d.scale_publishers,
+        help="publisher processes sharing the channels (the same in every row)",
+    )
+    g.add_argument(
         "--scale-servers",
         default=_csv(d.scale_servers),
         help="Socket.IO server process counts (one Redis)",
@@ -164,6 +170,7 @@ def _options(args: argparse.Namespace) -> Options:
         scale_gateways=_counts(args.scale_gateways),
         scale_shards=_counts(args.scale_shards),
         scale_servers=_counts(args.scale_servers),
+        scale_publishers=max(1, args.scale_publishers),
     )
 
 

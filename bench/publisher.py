@@ -137,6 +137,7 @@ class Spec:
     redis_urls: list[str]  # pushgate: one per broker shard, in shard order
     phase: int
     # fanout: `count` publications on `channel`; rounds: `rounds` x one on each of `channels`
+    # (named prefix<first> .. prefix<first + channels - 1>)
     mode: str
     rate: float  # publications/s (fanout) or rounds/s (rounds); 0: as fast as possible
     batch: int
@@ -146,6 +147,7 @@ class Spec:
     prefix: str = ""
     channels: int = 0
     rounds: int = 0
+    first: int = 0
     max_seconds: float = 300.0
     history_size: int = 100
     history_ttl: int = 600
@@ -160,7 +162,7 @@ def schedule(spec: Spec) -> list[list[tuple[str, int]]]:
             [(spec.channel, s) for s in seqs[i : i + per_step]]
             for i in range(0, len(seqs), per_step)
         ]
-    names = [f"{spec.prefix}{c}" for c in range(spec.channels)]
+    names = [f"{spec.prefix}{spec.first + c}" for c in range(spec.channels)]
     return [[(name, r) for name in names] for r in range(spec.rounds)]
 
 
@@ -169,7 +171,7 @@ async def run(spec: Spec) -> dict[str, Any]:
     sink = make_sink(spec.system, spec.redis_urls, history)
     try:
         if isinstance(sink, PushgateSink):
-            await sink.verify(f"bench:publisher-check-{spec.phase}")
+            await sink.verify(f"bench:publisher-check-{spec.phase}-{spec.first}")
         steps = schedule(spec)
         print(json.dumps({"ready": True}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,8 @@ SETTLE_S = 1.0
 NUMSUB_CHUNK = 1000
 SCRAPE_TIMEOUT_S = 10.0
 TARGET_SHARD_GAIN = 3.0
+# A phase that kept the whole machine this busy (share of all its cores) was capped by it.
+MACHINE_BOUND = 0.9
 # Per-server counters: publications handed to a local subscriber, and (Socket.IO only)
 # everything the adapter took in and the part for rooms nobody on that server is in.
 HANDED_OFF, RECEIVED, NO_ROOM = "handed_off", "received", "no_room"
@@ -70,6 +74,7 @@ COLUMNS = [
     Column("loadgen_cpu_pct", "loadgen %"),
     Column("publisher_cpu_pct", "publisher %"),
     Column("other_cpu_pct", "other %"),
+    Column("machine_cpu_pct", "machine %"),
 ]
 
 
@@ -103,7 +108,7 @@ async def _connect(
     ctx: Context, servers: list[systems.Running], loadgen: LoadGen, clients: int
 ) -> list[str]:
     """Each server's even share of the clients, each client on its own channel."""
-    notes = []
+    notes, began = [], time.monotonic()
     for server, (first, count) in zip(servers, split(clients, len(servers)), strict=True):
         result = await loadgen.connect(
             server.ws_url,
@@ -115,6 +120,9 @@ async def _connect(
         )
         if result.failed:
             notes.append(f"{result.failed} of {count} clients failed to connect: {result.errors}")
+    ctx.say(
+        f"  {clients} clients over {len(servers)} process(es) in {time.monotonic() - began:.1f} s"
+    )
     return notes
 
 
@@ -188,14 +196,26 @@ async def _row(ctx: Context, layout: Layout) -> dict[str, Any]:
         try:
             notes = await _connect(ctx, servers, loadgen, n)
             check = await delivery_phase(
-                ctx, servers, loadgen, label="warm-up", plan=warm, paced=False
+                ctx,
+                servers,
+                loadgen,
+                label="warm-up",
+                plan=warm,
+                paced=False,
+                publishers=o.scale_publishers,
             )
             if check["lost"] or check["duplicates"]:
                 notes.append(f"warm-up: {check['lost']} lost, {check['duplicates']} duplicated")
             await asyncio.sleep(SETTLE_S)
             before = await _counters(servers)
             row = await delivery_phase(
-                ctx, servers, loadgen, label=layout.label, plan=plan, paced=False
+                ctx,
+                servers,
+                loadgen,
+                label=layout.label,
+                plan=plan,
+                paced=False,
+                publishers=o.scale_publishers,
             )
             after = await _counters(servers)
             reach = None
@@ -247,13 +267,31 @@ def _compare(rows: list[dict[str, Any]]) -> list[str]:
         for s in shards:
             per = [(g, by_layout[(g, s)]["redis_s_per_1k"]) for g in procs if (g, s) in by_layout]
             if len(per) > 1:
-                spread = max(v for _, v in per) / max(min(v for _, v in per), 1e-9)
+                least = min(v for _, v in per)
+                spread = f"{max(v for _, v in per) / least:.2f}" if least > 0 else "-"
                 notes.append(
                     f"{label}, {s} shard(s): Redis CPU s/1k deliveries by procs "
                     + ", ".join(f"{g}: {v:.4f}" for g, v in per)
-                    + f" (max/min {spread:.2f})"
+                    + f" (max/min {spread})"
                 )
-    return notes
+    return notes + _machine_bound(rows)
+
+
+def _machine_bound(rows: list[dict[str, Any]]) -> list[str]:
+    """Which rows the machine's cores capped: adding processes there cannot add throughput."""
+    cores = os.cpu_count() or 1
+    bound = [
+        f"{systems.LABELS[r['system']]} {r['layout']}"
+        for r in rows
+        if r.get("machine_cpu_pct", 0) >= MACHINE_BOUND * 100 * cores
+    ]
+    if not bound:
+        return []
+    return [
+        f"the machine's {cores} cores were at least {MACHINE_BOUND:.0%} busy in "
+        f"{', '.join(bound)}: there every process shares the same cores, so those rows show the "
+        "machine's cap, not the gateways' or Redis's"
+    ]
 
 
 async def scale(ctx: Context) -> Table:
@@ -272,9 +310,11 @@ async def scale(ctx: Context) -> Table:
             f", idle/pub {row.get('idle_per_pub') or 0:.2f}"
         )
         rows.append(row)
+    publishers = f", {o.scale_publishers} publisher processes" if o.scale_publishers > 1 else ""
     title = (
         f"scale: {o.scale_clients:,} clients each on its own channel, spread evenly over the "
-        f"server processes; {o.scale_rounds} publications per channel as fast as possible. "
+        f"server processes; {o.scale_rounds} publications per channel as fast as possible"
+        f"{publishers}. "
         "procs x shards: pushgate gateways x broker shards, Socket.IO servers (classic redis "
         "adapter) on one Redis"
     )
