@@ -165,7 +165,7 @@ async def pubsub_reach(brokers: list[RedisServer], channels: list[str]) -> float
     return total / max(1, len(channels))
 
 
-def _where_it_went(
+def where_it_went(
     layout: Layout, row: dict[str, Any], reach: float | None, counted: dict[str, float]
 ) -> None:
     """reach/pub and idle/pub of the phase (see the module docstring)."""
@@ -225,7 +225,7 @@ async def _row(ctx: Context, layout: Layout) -> dict[str, Any]:
         finally:
             await loadgen.stop()
     counted = {key: after[key] - before[key] for key in after}
-    _where_it_went(layout, row, reach, counted)
+    where_it_went(layout, row, reach, counted)
     row["notes"] = notes + row["notes"]
     deliveries = max(1, row["delivered"])
     row.update(
