@@ -223,6 +223,21 @@ def _channels() -> dict[str, Schema]:
 
 def _probes() -> dict[str, Schema]:
     status = {"type": "object", "required": ["status"], "properties": {"status": {}}}
+    shard = {
+        "type": "object",
+        "required": ["index", "address", "up"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "address": {"type": "string", "description": "the shard's URL without password"},
+            "up": {"type": "boolean"},
+            "error": {"type": "string"},
+        },
+    }
+    ready = {
+        "type": "object",
+        "required": ["status", "shards"],
+        "properties": {"status": {}, "shards": {"type": "array", "items": shard}},
+    }
     return {
         "/healthz": {
             "get": {
@@ -232,8 +247,9 @@ def _probes() -> dict[str, Schema]:
         },
         "/readyz": {
             "get": {
-                "summary": "The gateway can serve: Redis answers, pub/sub is up",
-                "responses": {"200": _json(status, "ready"), **_errors(503)},
+                "summary": "The gateway can serve: Redis and every broker shard answer, "
+                "each shard's pub/sub is up (some, with PUSHGATE_READY_WITH_SHARDS_DOWN)",
+                "responses": {"200": _json(ready, "ready, and each broker shard"), **_errors(503)},
             }
         },
     }

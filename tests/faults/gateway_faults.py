@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from contextlib import ExitStack, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +27,14 @@ import redis.asyncio as aioredis
 
 from gateway.delivery.hub import Hub
 from pushgate.broker.pubsub import PubSubConnection
+from pushgate.broker.shards import Shard, ShardedStore
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port, spawn, stop
 from pushgate.cli.redis_server import find_redis_server
 from pushgate.client import Position, PushgateClient, Subscription
 from pushgate.core.wire import OffsetKey, parse_offset
 from tests.conftest import OPEN_ENV
-from tests.stack import Stack
+from tests.stack import MODULE_WORKER, Stack
 
 WAIT = 30.0
 POLICY = HistoryPolicy(size=1000, ttl=3600)
@@ -167,6 +168,38 @@ def gateways(redis_url: str, count: int, env: dict[str, str] | None = None) -> I
         yield stack
 
 
+@contextmanager
+def killable_shards(count: int) -> Iterator[list[KillableRedis]]:
+    """``count`` standalone broker shards, each a KillableRedis without persistence."""
+    with ExitStack() as servers:
+        yield [servers.enter_context(killable_redis()) for _ in range(count)]
+
+
+def broker_env(shards: Sequence[KillableRedis]) -> dict[str, str]:
+    return {"PUSHGATE_BROKER_URLS": ",".join(shard.url for shard in shards)}
+
+
+@contextmanager
+def sharded_stack(
+    queue_url: str,
+    shards: Sequence[KillableRedis],
+    *,
+    gateways: int,
+    workers: int,
+    env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """``pushgate gateway`` replicas and ``python -m worker`` workers with the queue on
+    ``queue_url`` and the broker plane on ``shards``; they may fetch loopback pages."""
+    full = {**FAULT_ENV, "PUSHGATE_ALLOW_PRIVATE_ADDRESSES": "true", **broker_env(shards)}
+    full.update(env or {})
+    with Stack(queue_url, gateways=0, workers=0, env=full, worker_argv=MODULE_WORKER) as stack:
+        for _ in range(gateways):
+            stack.start_drainable_gateway()
+        for _ in range(workers):
+            stack.start_worker()
+        yield stack
+
+
 def key(offset: str) -> OffsetKey:
     return parse_offset(offset)
 
@@ -180,21 +213,31 @@ class Acked:
     at: float  # time.monotonic() when Redis acknowledged it
 
 
+def store_on(urls: Sequence[str]) -> ShardedStore:
+    """The broker plane over ``urls`` (one per shard, in order), as gateways and workers see it,
+    with clients whose calls fail within a second while their Redis is down."""
+    shards = []
+    for index, url in enumerate(urls):
+        client = aioredis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        shards.append(Shard(index, url, Backend(client, jobs=POLICY), client))
+    return ShardedStore(shards, owned=True)
+
+
 class Publisher:
     """Publishes ``{"n": i}`` round-robin over ``channels`` at ``rate`` per second through every
-    outage: a publication counts once Redis acknowledged it; failed ones are retried later."""
+    outage: a publication counts once Redis acknowledged it; failed ones are retried later.
+    ``redis_url`` is one Redis, or the broker shards' URLs (each channel on its own shard)."""
 
     def __init__(
         self,
-        redis_url: str,
+        redis_url: str | Sequence[str],
         channels: Sequence[str],
         *,
         rate: float,
         pad: Mapping[str, int] | None = None,
     ) -> None:
         self._pad = dict(pad or {})  # bytes of padding in each publication, per channel
-        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
-        self._backend = Backend(self._redis, jobs=POLICY)
+        self._backend = store_on([redis_url] if isinstance(redis_url, str) else redis_url)
         self._channels = list(channels)
         self._period = 1.0 / rate
         self.acked: list[Acked] = []
@@ -237,7 +280,7 @@ class Publisher:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=WAIT)
-        await self._redis.aclose()
+        await self._backend.aclose()
 
 
 @dataclass

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from gateway.delivery.hub import Hub
-from pushgate.broker.pubsub import PubSubConnection, PubSubError, command
+from pushgate.broker.pubsub import (
+    RESUBSCRIBE_BATCH,
+    Confirmed,
+    Disconnected,
+    PubSubConnection,
+    PubSubError,
+    command,
+)
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.redis_server import RedisServer
 from pushgate.core.wire import Publication
@@ -167,3 +175,39 @@ async def test_publish_many_is_publish_for_each_item(hub: Hub, client: aioredis.
         assert [p.offset for p in history] == expected
         assert {p.epoch for p in history} == {positions[channels.index(channel)][1]}
         hub.unsubscribe(channel, recorder)
+
+
+async def test_a_reconnect_resubscribes_in_batches() -> None:
+    server = RedisServer().start()  # its own: the command counts are this test's alone
+    connection = PubSubConnection(server.url, ping_interval=0.5)
+    client = aioredis.Redis.from_url(server.url)
+    wanted = {f"hubtest:batch-{n}" for n in range(1200)}
+
+    async def confirmed(count: int) -> set[str]:
+        seen: set[str] = set()
+        async with asyncio.timeout(WAIT):
+            while len(seen) < count:
+                events = await connection.next_events()
+                assert not any(isinstance(e, Disconnected) for e in events), events
+                seen |= {e.channel for e in events if isinstance(e, Confirmed) and e.subscribed}
+        return seen
+
+    try:
+        await connection.start()
+        for channel in wanted:
+            connection.subscribe(channel)
+        assert await confirmed(len(wanted)) == wanted
+        await client.config_resetstat()
+        await client.client_kill_filter(_type="pubsub")
+        async with asyncio.timeout(WAIT):
+            assert isinstance((await connection.next_events())[0], Disconnected)
+        assert await confirmed(len(wanted)) == wanted  # the reconnect subscribed everything
+        stats = await client.info("commandstats")
+        # 1,200 channels and the control channel: three commands of at most 512 channels.
+        assert stats["cmdstat_subscribe"]["calls"] == math.ceil(
+            (len(wanted) + 1) / RESUBSCRIBE_BATCH
+        )
+    finally:
+        await connection.close()
+        await client.aclose()
+        server.stop()

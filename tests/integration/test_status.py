@@ -45,6 +45,10 @@ async def test_status_counts_this_gateways_sockets_and_channels(auth_stack: Stac
     assert before["redis"]["ok"] is True and before["redis"]["pubsub"] is True
     assert isinstance(before["redis"]["queue_depth"], int)
     assert ":" in before["redis"]["address"] and "@" not in before["redis"]["address"]
+    # Without PUSHGATE_BROKER_URLS the broker plane is the one Redis: one shard, up.
+    [shard] = before["shards"]
+    assert shard["index"] == 0 and shard["up"] is True
+    assert shard["address"] == auth_stack.redis_url
     async with rpc(gateway.ws_url) as one, rpc(gateway.ws_url) as two:
         for client in (one, two):
             await client.result("connect", {"token": token("status-user")})
@@ -69,4 +73,5 @@ def test_pushgate_status_prints_a_row_per_gateway(stack: Stack) -> None:
     assert lines[0].split()[:3] == ["gateway", "version", "up"]
     for url, line in zip(urls, lines[1:3], strict=True):
         assert line.startswith(url) and " 0.1.0 " in line and " ok " in line
+        assert line.endswith(" 1/1 up")
     assert lines[3].startswith("http://127.0.0.1:9") and "unreachable" in lines[3]

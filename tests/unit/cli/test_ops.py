@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 from pushgate.cli.main import main
-from pushgate.cli.ops import check_config, config_problems, token
+from pushgate.cli.ops import _status_row, check_config, config_problems, token
 from pushgate.core.auth import Authenticator
 from pushgate.core.settings import AuthSettings
 
@@ -106,3 +106,17 @@ def test_check_config_lists_bad_broker_urls() -> None:
     [problem] = config_problems(environ)
     assert problem.startswith("PUSHGATE_BROKER_URLS: ")
     assert "'a:2' is not a redis/rediss/unix:// URL" in problem
+
+
+def test_status_row_names_the_shards_that_are_down() -> None:
+    answer = {
+        "redis": {"address": "q:6379", "ok": True, "pubsub": False, "queue_depth": 0},
+        "draining": False,
+        "version": "0.1.0",
+        "uptime_seconds": 5.0,
+        "connections": {"open": 1, "ws": 1},
+        "channels": 2,
+        "subscriptions": 3,
+        "shards": [{"index": 0, "up": True}, {"index": 1, "up": False}, {"index": 2, "up": False}],
+    }
+    assert _status_row("http://g", answer)[-1] == "1/3 up, down: 1 2"
