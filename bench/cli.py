@@ -103,26 +103,21 @@ def _parser() -> argparse.ArgumentParser:
         help="publications per channel, as fast as possible",
     )
     g.add_argument(
-        "--scale-gateways",
-        default=_csv(d.scale_gateways),
-        help="pushgate gateway process counts, comma-separated",
-    )
-    g.add_argument(
-        "--scale-shards",
-        default=_csv(d.scale_shards),
-        help="pushgate broker shard counts (each gateway count with each)",
-    )
-    g.add_argument(
         "--scale-publishers",
         type=int,
         default=d.scale_publishers,
         help="publisher processes sharing the channels (the same in every row)",
     )
-    g.add_argument(
-        "--scale-servers",
-        default=_csv(d.scale_servers),
-        help="Socket.IO server process counts (one Redis)",
-    )
+    for flag, counts, what in (
+        ("--scale-gateways", d.scale_gateways, "pushgate gateway process counts"),
+        (
+            "--scale-shards",
+            d.scale_shards,
+            "pushgate broker shard counts, each with every gateway count",
+        ),
+        ("--scale-servers", d.scale_servers, "Socket.IO server process counts, on one Redis"),
+    ):
+        g.add_argument(flag, default=_csv(counts), help=f"{what} (comma-separated)")
     return p  # fmt: skip
 
 
