@@ -187,36 +187,25 @@ async def _row(ctx: Context, layout: Layout) -> dict[str, Any]:
     n = o.scale_clients
     warm = PublisherPlan("rounds", 0, o.scale_batch, prefix=PREFIX, channels=n,
                          rounds=WARM_UP_ROUNDS)  # fmt: skip
-    plan = PublisherPlan("rounds", 0, o.scale_batch, prefix=PREFIX, channels=n,
-                         rounds=o.scale_rounds)  # fmt: skip
+    measured = PublisherPlan("rounds", 0, o.scale_batch, prefix=PREFIX, channels=n,
+                             rounds=o.scale_rounds)  # fmt: skip
     async with systems.deployment(
         layout.system, ctx.children, servers=layout.servers, shards=layout.shards
     ) as servers:
         loadgen = await LoadGen(ctx.children, o.loadgen_procs).start()
+
+        async def publish(label: str, plan: PublisherPlan) -> dict[str, Any]:
+            return await delivery_phase(ctx, servers, loadgen, label=label, plan=plan,
+                                        paced=False, publishers=o.scale_publishers)  # fmt: skip
+
         try:
             notes = await _connect(ctx, servers, loadgen, n)
-            check = await delivery_phase(
-                ctx,
-                servers,
-                loadgen,
-                label="warm-up",
-                plan=warm,
-                paced=False,
-                publishers=o.scale_publishers,
-            )
+            check = await publish("warm-up", warm)
             if check["lost"] or check["duplicates"]:
                 notes.append(f"warm-up: {check['lost']} lost, {check['duplicates']} duplicated")
             await asyncio.sleep(SETTLE_S)
             before = await _counters(servers)
-            row = await delivery_phase(
-                ctx,
-                servers,
-                loadgen,
-                label=layout.label,
-                plan=plan,
-                paced=False,
-                publishers=o.scale_publishers,
-            )
+            row = await publish(layout.label, measured)
             after = await _counters(servers)
             reach = None
             if layout.system == systems.PUSHGATE:
