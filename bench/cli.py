@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import deps, report, systems
 from bench.procs import Children, load_average, raise_fd_limit
-from bench.workloads import connections, delivery, jobs, parse
+from bench.workloads import connections, delivery, jobs, parse, scale
 from bench.workloads.common import Context, Options
 
 RESULTS = Path(__file__).parent / "results"
@@ -28,6 +28,7 @@ WORKLOADS: dict[str, Workload] = {
     "connect-storm": connections.connect_storm,
     "jobs": jobs.jobs,
     "parse": parse.parse,
+    "scale": scale.scale,
 }
 
 
@@ -86,10 +87,50 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs-duration", type=float, default=d.jobs_duration_s)
     g.add_argument("--jobs-max-jobs", type=int, default=d.jobs_max_jobs)
     g.add_argument("--jobs-max-concurrency", type=int, default=d.jobs_max_concurrency)
-    g.add_argument("--jobs-workers", default="1,2", help="worker process counts, comma-separated")
+    g.add_argument(
+        "--jobs-workers",
+        default=_csv(d.jobs_workers),
+        help="worker process counts, comma-separated",
+    )
     g = p.add_argument_group("parse")
     g.add_argument("--parse-seconds", type=float, default=d.parse_seconds)
+    g = p.add_argument_group("scale")
+    g.add_argument("--scale-clients", type=int, default=d.scale_clients)
+    g.add_argument(
+        "--scale-rounds",
+        type=int,
+        default=d.scale_rounds,
+        help="publications per channel, as fast as possible",
+    )
+    g.add_argument(
+        "--scale-publishers",
+        type=int,
+        default=d.scale_publishers,
+        help="publisher processes sharing the channels (the same in every row)",
+    )
+    for flag, counts, what in (
+        ("--scale-gateways", d.scale_gateways, "pushgate gateway process counts"),
+        (
+            "--scale-shards",
+            d.scale_shards,
+            "pushgate broker shard counts, each with every gateway count",
+        ),
+        ("--scale-servers", d.scale_servers, "Socket.IO server process counts, on one Redis"),
+    ):
+        g.add_argument(flag, default=_csv(counts), help=f"{what} (comma-separated)")
     return p  # fmt: skip
+
+
+def _csv(counts: list[int]) -> str:
+    return ",".join(str(n) for n in counts)
+
+
+def _counts(text: str) -> list[int]:
+    """ "1,2,4" -> [1, 2, 4]; every count at least 1."""
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or min(counts) < 1:
+        raise SystemExit(f"bench: expected comma-separated counts of at least 1, got {text!r}")
+    return counts
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -117,8 +158,14 @@ def _options(args: argparse.Namespace) -> Options:
         jobs_duration_s=args.jobs_duration * min(1.0, args.scale),
         jobs_max_jobs=scaled(args.jobs_max_jobs),
         jobs_max_concurrency=args.jobs_max_concurrency,
-        jobs_workers=[int(w) for w in args.jobs_workers.split(",") if w.strip()],
+        jobs_workers=_counts(args.jobs_workers),
         parse_seconds=args.parse_seconds,
+        scale_clients=scaled(args.scale_clients),
+        scale_rounds=args.scale_rounds,
+        scale_gateways=_counts(args.scale_gateways),
+        scale_shards=_counts(args.scale_shards),
+        scale_servers=_counts(args.scale_servers),
+        scale_publishers=max(1, args.scale_publishers),
     )
 
 
@@ -185,7 +232,9 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def main() -> None:
     args = _parser().parse_args()
     options = _options(args)
-    raise_fd_limit(max(options.storm_clients, options.idle_clients, options.fanout_clients) + 1000)
+    clients = (options.storm_clients, options.idle_clients, options.fanout_clients,
+               options.channel_clients, options.scale_clients)  # fmt: skip
+    raise_fd_limit(max(clients) + 1000)
     if not args.skip_install:
         deps.install()
     deps.check()

@@ -47,6 +47,16 @@ class DeliveryStats:
     lag_max_ms: float = 0.0
 
 
+def split(total: int, parts: int, first: int = 0) -> list[tuple[int, int]]:
+    """(first, count) of each of ``parts`` even shares of ``total`` numbered from ``first``."""
+    shares = []
+    for n in range(parts):
+        count = total // parts + (1 if n < total % parts else 0)
+        shares.append((first, count))
+        first += count
+    return shares
+
+
 class LoadGen:
     def __init__(self, children: Children, processes: int) -> None:
         self._children = children
@@ -91,15 +101,6 @@ class LoadGen:
             )
         )
 
-    def _split(self, total: int) -> list[tuple[int, int]]:
-        """(first, count) of each process's share of ``total`` clients."""
-        shares, first = [], 0
-        for n in range(self._count):
-            count = total // self._count + (1 if n < total % self._count else 0)
-            shares.append((first, count))
-            first += count
-        return shares
-
     async def connect(
         self,
         url: str,
@@ -109,21 +110,23 @@ class LoadGen:
         channel: dict[str, str],
         concurrency: int,
         deflate: bool = False,
+        first: int = 0,
     ) -> ConnectResult:
-        """Open ``clients`` sockets and subscribe each; ``concurrency`` handshakes in flight."""
+        """Open ``clients`` sockets and subscribe each; ``concurrency`` handshakes in flight.
+        Clients are numbered from ``first`` (an own channel's name ends with the number)."""
         per_proc = max(1, concurrency // self._count)
         params = [
             {
                 "url": url,
                 "proto": proto,
-                "first": first,
+                "first": start,
                 "count": count,
                 "channel": channel,
                 "concurrency": per_proc,
                 "deflate": deflate,
                 "timeout_ms": CONNECT_TIMEOUT_MS,
             }
-            for first, count in self._split(clients)
+            for start, count in split(clients, self._count, first)
         ]
         answers = await self._ask_all("connect", params)
         errors: dict[str, int] = {}

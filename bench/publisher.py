@@ -4,14 +4,19 @@
 on stdin, publishes, prints a summary and exits. Each system is published to through its own
 server-side path, with the same pacing, batching and payloads:
 
-- pushgate: ``pushgate.broker.store.Backend.publish`` (one Lua call: XADD to the channel's history
-  + PUBLISH), and ``Backend.publish_many`` for a batch (the same per publication, many in one
-  call), checked against ``Backend.publish`` when the publisher starts.
+- pushgate: ``pushgate.broker.shards.ShardedStore`` over the spec's Redis URLs (the broker
+  shards, in ``PUSHGATE_BROKER_URLS`` order): ``publish`` (one Lua call on the channel's shard:
+  XADD to the channel's history + PUBLISH), and ``publish_many`` for a batch (split by shard,
+  each shard's part in one call, the shards concurrently), checked against ``publish`` when the
+  publisher starts. One URL is the single-Redis layout.
 - broadcaster: ``PUBLISH <channel> <message>``, which is all ``broadcast.publish`` does with the
   Redis backend (broadcaster/_backends/redis.py).
 - socketio: what ``@socket.io/redis-emitter`` sends for ``emitter.to(channel).emit("pub", data)``:
   ``PUBLISH socket.io#/#<channel># <msgpack [uid, packet, opts]>`` (bench.deps checks the bytes
   against the real emitter).
+
+Plain PUBLISH answers how many subscribers (channels and patterns) Redis handed the message to;
+the summary's ``receivers`` adds those up (None for pushgate, whose PUBLISH runs inside Lua).
 
 Every payload is ``{"p": phase, "s": seq, "t": send time, ms since the epoch}``, stamped just
 before the publication is handed to Redis.
@@ -31,6 +36,7 @@ import msgpack  # type: ignore[import-untyped]
 import uvloop
 from redis.asyncio import Redis
 
+from pushgate.broker.shards import Shard, ShardedStore
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.core.wire import parse_offset
 
@@ -57,15 +63,19 @@ def socketio_emit(room: str, data: object, nsp: str = "/") -> tuple[str, bytes]:
 
 
 class Sink(Protocol):
-    async def publish(self, items: Sequence[Item]) -> None: ...
+    async def publish(self, items: Sequence[Item]) -> int | None:
+        """Send ``items``; the subscribers Redis handed them to, when it says."""
 
     async def close(self) -> None: ...
 
 
 class PushgateSink:
-    def __init__(self, redis_url: str, policy: HistoryPolicy) -> None:
-        self._redis: Redis = Redis.from_url(redis_url)
-        self._backend = Backend(self._redis, jobs=policy)
+    def __init__(self, redis_urls: Sequence[str], policy: HistoryPolicy) -> None:
+        shards = []
+        for index, url in enumerate(redis_urls):
+            redis: Redis = Redis.from_url(url)
+            shards.append(Shard(index, url, Backend(redis, jobs=policy), redis))
+        self._backend = ShardedStore(shards, owned=True)
         self._policy = policy
 
     async def verify(self, channel: str) -> None:
@@ -80,15 +90,16 @@ class PushgateSink:
         if [p.data for p in history] != [{"check": 1}, {"check": 2}]:
             raise RuntimeError(f"Backend.publish_many stored {history!r}")
 
-    async def publish(self, items: Sequence[Item]) -> None:
+    async def publish(self, items: Sequence[Item]) -> int | None:
         if len(items) == 1:
             channel, data = items[0]
             await self._backend.publish(channel, data, self._policy)
-            return
-        await self._backend.publish_many(items, self._policy)
+        else:
+            await self._backend.publish_many(items, self._policy)
+        return None
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._backend.aclose()
 
 
 class RedisPublishSink:
@@ -101,31 +112,32 @@ class RedisPublishSink:
     def _message(self, channel: str, data: object) -> tuple[str, str | bytes]:
         return socketio_emit(channel, data) if self._socketio else (channel, compact_json(data))
 
-    async def publish(self, items: Sequence[Item]) -> None:
+    async def publish(self, items: Sequence[Item]) -> int | None:
         if len(items) == 1:
-            await self._redis.publish(*self._message(*items[0]))
-            return
+            return int(await self._redis.publish(*self._message(*items[0])))
         async with self._redis.pipeline(transaction=False) as pipe:
             for channel, data in items:
                 pipe.publish(*self._message(channel, data))
-            await pipe.execute()
+            return sum(int(n) for n in await pipe.execute())
 
     async def close(self) -> None:
         await self._redis.aclose()
 
 
-def make_sink(system: str, redis_url: str, history: dict[str, int]) -> Sink:
+def make_sink(system: str, redis_urls: Sequence[str], history: dict[str, int]) -> Sink:
     if system == "pushgate":
-        return PushgateSink(redis_url, HistoryPolicy(history["size"], history["ttl"]))
+        return PushgateSink(redis_urls, HistoryPolicy(history["size"], history["ttl"]))
+    [redis_url] = redis_urls  # the peers run on one Redis
     return RedisPublishSink(redis_url, socketio=system == "socketio")
 
 
 @dataclass(frozen=True)
 class Spec:
     system: str
-    redis_url: str
+    redis_urls: list[str]  # pushgate: one per broker shard, in shard order
     phase: int
     # fanout: `count` publications on `channel`; rounds: `rounds` x one on each of `channels`
+    # (named prefix<first> .. prefix<first + channels - 1>)
     mode: str
     rate: float  # publications/s (fanout) or rounds/s (rounds); 0: as fast as possible
     batch: int
@@ -135,6 +147,7 @@ class Spec:
     prefix: str = ""
     channels: int = 0
     rounds: int = 0
+    first: int = 0
     max_seconds: float = 300.0
     history_size: int = 100
     history_ttl: int = 600
@@ -149,16 +162,16 @@ def schedule(spec: Spec) -> list[list[tuple[str, int]]]:
             [(spec.channel, s) for s in seqs[i : i + per_step]]
             for i in range(0, len(seqs), per_step)
         ]
-    names = [f"{spec.prefix}{c}" for c in range(spec.channels)]
+    names = [f"{spec.prefix}{spec.first + c}" for c in range(spec.channels)]
     return [[(name, r) for name in names] for r in range(spec.rounds)]
 
 
 async def run(spec: Spec) -> dict[str, Any]:
     history = {"size": spec.history_size, "ttl": spec.history_ttl}
-    sink = make_sink(spec.system, spec.redis_url, history)
+    sink = make_sink(spec.system, spec.redis_urls, history)
     try:
         if isinstance(sink, PushgateSink):
-            await sink.verify(f"bench:publisher-check-{spec.phase}")
+            await sink.verify(f"bench:publisher-check-{spec.phase}-{spec.first}")
         steps = schedule(spec)
         print(json.dumps({"ready": True}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -174,10 +187,11 @@ async def _publish(spec: Spec, sink: Sink, steps: list[list[tuple[str, int]]]) -
     sending: set[asyncio.Task[None]] = set()
     first_send: float | None = None
     published, behind_ms = 0, 0.0
+    receivers: list[int | None] = []
 
     async def send(items: list[Item]) -> None:
         try:
-            await sink.publish(items)
+            receivers.append(await sink.publish(items))
         finally:
             slots.release()
 
@@ -210,6 +224,7 @@ async def _publish(spec: Spec, sink: Sink, steps: list[list[tuple[str, int]]]) -
         "elapsed_s": elapsed,
         "cpu_s": time.process_time() - cpu_began,
         "behind_ms": behind_ms,
+        "receivers": None if None in receivers else sum(n or 0 for n in receivers),
     }
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +33,16 @@ HISTORY_SIZE = 100
 HISTORY_TTL = 600
 
 
-def pushgate_env(redis_url: str) -> dict[str, str]:
-    """The gateway's settings for the benchmark: no auth, a `bench` namespace, no low caps."""
+def pushgate_env(redis_url: str, broker_urls: Sequence[str] = ()) -> dict[str, str]:
+    """The gateway's settings for the benchmark: no auth, a `bench` namespace, no low caps;
+    with ``broker_urls``, channels sharded over those Redis servers (the queue stays on
+    ``redis_url``)."""
     namespaces = {
         NAMESPACE: {"publish": True, "history_size": HISTORY_SIZE, "history_ttl": HISTORY_TTL}
     }
+    sharded = {"PUSHGATE_BROKER_URLS": ",".join(broker_urls)} if broker_urls else {}
     return {
+        **sharded,
         "PUSHGATE_REDIS_URL": redis_url,
         "PUSHGATE_AUTH_DISABLED": "true",
         "PUSHGATE_NAMESPACES": json.dumps(namespaces),
@@ -59,15 +64,26 @@ def uvicorn_argv(app: str, port: int, *, deflate: bool) -> list[str]:
     ]  # fmt: skip
 
 
+def redis_pid(redis: RedisServer) -> int:
+    assert redis.process is not None
+    return redis.process.pid
+
+
 @dataclass
 class Running:
-    """A started system: its server process (the one measured), its Redis, and how to reach it."""
+    """A started system: its server process (the one measured), its Redis servers (pushgate's
+    broker shards, in shard order; the first also holds the queue; a peer has one), and how to
+    reach it."""
 
     system: str
     server: Child
-    redis: RedisServer
+    brokers: list[RedisServer]
     http_url: str
     ws_url: str
+
+    @property
+    def redis(self) -> RedisServer:
+        return self.brokers[0]
 
     @property
     def server_pid(self) -> int:
@@ -75,17 +91,23 @@ class Running:
 
     @property
     def redis_pid(self) -> int:
-        assert self.redis.process is not None
-        return self.redis.process.pid
+        return redis_pid(self.redis)
 
 
-async def start(system: str, children: Children, redis: RedisServer, *, deflate: bool) -> Running:
+async def start(
+    system: str, children: Children, brokers: Sequence[RedisServer], *, deflate: bool
+) -> Running:
+    """One server process of ``system`` on ``brokers`` (more than one: pushgate only)."""
+    redis = brokers[0]
+    if len(brokers) > 1 and system != PUSHGATE:
+        raise ValueError(f"{system} runs on one Redis")
     port = free_port()
     http_url = f"http://127.0.0.1:{port}"
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHGATE_")}
     if system == PUSHGATE:
         argv = uvicorn_argv("gateway.app:app", port, deflate=deflate)
-        env = {**base_env, **pushgate_env(redis.url)}
+        shards = [b.url for b in brokers] if len(brokers) > 1 else []
+        env = {**base_env, **pushgate_env(redis.url, shards)}
         ready, ws_url = f"{http_url}/readyz", f"ws://127.0.0.1:{port}/ws"
     elif system == BROADCASTER:
         argv = uvicorn_argv("bench.peers.broadcaster_app:app", port, deflate=deflate)
@@ -101,7 +123,33 @@ async def start(system: str, children: Children, redis: RedisServer, *, deflate:
         raise ValueError(f"unknown system {system}")
     server = await children.start(system, argv, env=env, cwd=REPO)
     await wait_http_ok(ready, server)
-    return Running(system, server, redis, http_url, ws_url)
+    return Running(system, server, list(brokers), http_url, ws_url)
+
+
+@asynccontextmanager
+async def deployment(
+    system: str, children: Children, *, servers: int = 1, shards: int = 1, deflate: bool = False
+) -> AsyncIterator[list[Running]]:
+    """``servers`` processes of ``system`` on ``shards`` fresh redis-servers (pushgate's broker
+    shards); all stopped on the way out."""
+    brokers = [children.start_redis() for _ in range(shards)]
+    started: list[Running] = []
+    try:
+        starting = [start(system, children, brokers, deflate=deflate) for _ in range(servers)]
+        outcomes = await asyncio.gather(*starting, return_exceptions=True)
+        started += [done for done in outcomes if isinstance(done, Running)]
+        for done in outcomes:
+            if isinstance(done, BaseException):
+                raise done
+        yield started
+    finally:
+        for server in started:
+            code = await children.stop(server.server)
+            if code not in (0, -15):
+                print(f"  {system} exited with {code}; log: {server.server.log}")
+            _report_log(server.server)
+        for redis in brokers:
+            children.stop_redis(redis)
 
 
 @asynccontextmanager
@@ -109,18 +157,8 @@ async def running(
     system: str, children: Children, *, deflate: bool = False
 ) -> AsyncIterator[Running]:
     """``system`` on a fresh redis-server; both stopped on the way out."""
-    redis = children.start_redis()
-    server: Running | None = None
-    try:
-        server = await start(system, children, redis, deflate=deflate)
+    async with deployment(system, children, deflate=deflate) as [server]:
         yield server
-    finally:
-        if server is not None:
-            code = await children.stop(server.server)
-            if code not in (0, -15):
-                print(f"  {system} exited with {code}; log: {server.server.log}")
-            _report_log(server.server)
-        children.stop_redis(redis)
 
 
 def _report_log(server: Child) -> None:

@@ -5,13 +5,33 @@
 // server with @socket.io/redis-emitter (`emitter.to(channel).emit("pub", data)`), which the
 // adapter receives over Redis pub/sub. Everything else is Socket.IO's defaults.
 //
+// GET /stats answers what the adapter received from Redis ({"adapter_messages", "no_room"}):
+// every message on its pattern, and those for a room nobody here is in (the scale workload's
+// "publications reaching servers with no subscriber for them"). Counting wraps the adapter's own
+// message handler, so it adds no Redis traffic.
+//
 // Usage: node socketio_server.js --port P --redis-url redis://127.0.0.1:N/0 [--deflate]
 "use strict";
 
 const http = require("node:http");
 const { Server } = require("socket.io");
-const { createAdapter } = require("@socket.io/redis-adapter");
+const { createAdapter, RedisAdapter } = require("@socket.io/redis-adapter");
 const { createClient } = require("redis");
+
+const received = { adapter_messages: 0, no_room: 0 };
+
+// The adapter's pattern listener calls `this.onmessage(pattern, channel, msg)` for every
+// message on `socket.io#<nsp>#*`; count there, then let the adapter do what it always does.
+const onmessage = RedisAdapter.prototype.onmessage;
+RedisAdapter.prototype.onmessage = function counted(pattern, channel, msg) {
+  const name = channel.toString();
+  if (name.startsWith(this.channel)) {
+    received.adapter_messages++;
+    const room = name.slice(this.channel.length, -1);
+    if (room !== "" && !this.hasRoom(room)) received.no_room++;
+  }
+  return onmessage.call(this, pattern, channel, msg);
+};
 
 function option(name, fallback) {
   const at = process.argv.indexOf(name);
@@ -33,6 +53,8 @@ async function main() {
   const httpServer = http.createServer((req, res) => {
     if (req.url === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok");
+    } else if (req.url === "/stats") {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(received));
     } else {
       res.writeHead(404).end();
     }

@@ -6,13 +6,14 @@ import asyncio
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench.loadgen import DeliveryStats, LoadGen
-from bench.procs import Children, CpuMeter, MachineMeter, memory_kb
+from bench.loadgen import DeliveryStats, LoadGen, split
+from bench.procs import Child, Children, CpuMeter, MachineMeter, memory_kb
 from bench.stats import Histogram
-from bench.systems import HISTORY_SIZE, HISTORY_TTL, LABELS, Running
+from bench.systems import HISTORY_SIZE, HISTORY_TTL, LABELS, Running, redis_pid
 
 # A load generator or publisher process above this share of one core is the bottleneck.
 SATURATED_CPU_PERCENT = 90.0
@@ -55,6 +56,14 @@ class Options:
     jobs_workers: list[int] = field(default_factory=lambda: [1, 2])
     # parse
     parse_seconds: float = 5.0
+    # scale
+    scale_clients: int = 4000
+    scale_rounds: int = 25
+    scale_batch: int = 500
+    scale_publishers: int = 1
+    scale_gateways: list[int] = field(default_factory=lambda: [1, 2, 4])
+    scale_shards: list[int] = field(default_factory=lambda: [1, 2, 4])
+    scale_servers: list[int] = field(default_factory=lambda: [1, 2, 4])
     # phases end when everything arrived, or nothing arrived for this long
     quiet_s: float = 3.0
 
@@ -86,55 +95,118 @@ class PublisherPlan:
     prefix: str = ""
     channels: int = 0
     rounds: int = 0
+    first: int = 0  # rounds: the channels are prefix<first> .. prefix<first + channels - 1>
 
     @property
     def per_client(self) -> int:
         return self.count if self.mode == "fanout" else self.rounds
 
+    def shares(self, publishers: int) -> list[PublisherPlan]:
+        """This plan split over ``publishers`` processes, each taking a slice of the channels."""
+        if publishers == 1:
+            return [self]
+        if self.mode != "rounds":
+            raise ValueError("only a rounds plan splits over publishers")
+        return [
+            replace(self, first=self.first + first, channels=count)
+            for first, count in split(self.channels, publishers)
+        ]
 
-async def _start_publisher(ctx: Context, server: Running, phase: int, plan: PublisherPlan) -> Any:
-    spec = {
-        "system": server.system,
-        "redis_url": server.redis.url,
-        "phase": phase,
-        "history_size": HISTORY_SIZE,
-        "history_ttl": HISTORY_TTL,
-        **plan.__dict__,
+
+def merge_summaries(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One summary for publishers that ran side by side ({} unless every one finished)."""
+    if not parts or not all(parts):
+        return {}
+    firsts = [p["first_send_ms"] for p in parts if p["first_send_ms"] is not None]
+    receivers = [p["receivers"] for p in parts]
+    return {
+        "published": sum(p["published"] for p in parts),
+        "first_send_ms": min(firsts) if firsts else None,
+        "last_send_ms": max(p["last_send_ms"] for p in parts),
+        "elapsed_s": max(p["elapsed_s"] for p in parts),
+        "cpu_s": sum(p["cpu_s"] for p in parts),  # publisher CPU %: all of them, of one core
+        "behind_ms": max(p["behind_ms"] for p in parts),
+        "receivers": None if None in receivers else sum(receivers),
     }
-    argv = [sys.executable, "-m", "bench.publisher", json.dumps(spec)]
-    child = await ctx.children.start("publisher", argv, pipes=True)
-    assert child.process.stdout is not None
-    line = await asyncio.wait_for(child.process.stdout.readline(), 60)
-    if not line:
-        raise RuntimeError(f"publisher did not start:\n{child.log_tail()}")
-    return child
+
+
+class Publishers:
+    """The bench.publisher processes of one phase: started and ready, then told to go at once."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+        self._summaries: list[asyncio.Future[bytes]] = []
+
+    @classmethod
+    async def start(
+        cls, ctx: Context, server: Running, phase: int, plans: list[PublisherPlan]
+    ) -> Publishers:
+        spec = {
+            "system": server.system,
+            "redis_urls": [broker.url for broker in server.brokers],
+            "phase": phase,
+            "history_size": HISTORY_SIZE,
+            "history_ttl": HISTORY_TTL,
+        }
+        children = []
+        for plan in plans:
+            argv = [sys.executable, "-m", "bench.publisher", json.dumps({**spec, **plan.__dict__})]
+            children.append(await ctx.children.start("publisher", argv, pipes=True))
+        for child in children:
+            assert child.process.stdout is not None
+            line = await asyncio.wait_for(child.process.stdout.readline(), 60)
+            if not line:
+                raise RuntimeError(f"publisher did not start:\n{child.log_tail()}")
+        return cls(children)
+
+    async def go(self) -> None:
+        for child in self.children:
+            assert child.process.stdin is not None
+            child.process.stdin.write(b"go\n")
+        for child in self.children:
+            assert child.process.stdin is not None
+            assert child.process.stdout is not None
+            await child.process.stdin.drain()
+            self._summaries.append(asyncio.ensure_future(child.process.stdout.readline()))
+
+    def done(self) -> bool:
+        return all(summary.done() for summary in self._summaries)
+
+    async def stop(self, ctx: Context) -> dict[str, Any]:
+        """The merged summary of those that finished ({} unless all did); all stopped."""
+        lines = [await s if s.done() else b"" for s in self._summaries]
+        for child in self.children:
+            await ctx.children.stop(child)
+        return merge_summaries([json.loads(line) if line.strip() else {} for line in lines])
+
+    def log_tail(self) -> str:
+        return "\n".join(child.log_tail(5) for child in self.children)
 
 
 async def delivery_phase(
     ctx: Context,
-    server: Running,
+    servers: Sequence[Running],
     loadgen: LoadGen,
     *,
     label: str,
     plan: PublisherPlan,
     paced: bool,
+    publishers: int = 1,
 ) -> dict[str, Any]:
-    """Publish ``plan`` and count what the clients got: one row of a delivery table."""
+    """Publish ``plan`` and count what the clients got: one row of a delivery table. The
+    servers are processes of one system on the same Redis servers; the server columns add
+    them up, the Redis ones add up the shards (``redis_cpu_pct_per_shard`` keeps each).
+    With ``publishers`` above 1, that many processes share the plan's channels."""
     phase = ctx.next_phase()
     clients = await loadgen.phase(phase, plan.per_client)
-    publisher = await _start_publisher(ctx, server, phase, plan)
-    stdin, stdout = publisher.process.stdin, publisher.process.stdout
-    assert stdin is not None
-    assert stdout is not None
+    publisher = await Publishers.start(ctx, servers[0], phase, plan.shares(publishers))
     meters = {
-        "server": CpuMeter([server.server_pid]),
-        "redis": CpuMeter([server.redis_pid]),
+        "server": CpuMeter([server.server_pid for server in servers]),
+        "redis": CpuMeter([redis_pid(broker) for broker in servers[0].brokers]),
         "loadgen": CpuMeter(loadgen.pids),
     }
     machine = MachineMeter()
-    stdin.write(b"go\n")
-    await stdin.drain()
-    published = asyncio.ensure_future(stdout.readline())
+    await publisher.go()
     expected = clients * plan.per_client
     stats = await loadgen.stats()
     last_progress, last_unique = time.monotonic(), -1
@@ -144,7 +216,7 @@ async def delivery_phase(
         now = time.monotonic()
         if stats.unique != last_unique:
             last_progress, last_unique = now, stats.unique
-        if published.done():
+        if publisher.done():
             if stats.unique >= expected or now - last_progress > ctx.options.quiet_s:
                 break
         elif now - last_progress > 120:
@@ -152,24 +224,23 @@ async def delivery_phase(
     for meter in meters.values():
         meter.stop()
     machine.stop()
-    line = await published if published.done() else b""
-    summary = json.loads(line) if line.strip() else {}
-    await ctx.children.stop(publisher)
-    row = _delivery_row(server, label, paced, clients, plan, summary, stats, meters)
+    summary = await publisher.stop(ctx)
+    row = _delivery_row(servers, label, paced, clients, plan, summary, stats, meters)
     ours = sum(m.cpu_s for m in meters.values()) + summary.get("cpu_s", 0.0)
     foreign_note(row, label, machine, ours, meters["server"].wall_s)
     if not summary:
-        row["notes"].append(f"publisher did not finish {label}: {publisher.log_tail(5)}")
-    if not server.server.alive:
-        row["notes"].append(
-            f"{server.system} exited ({server.server.process.returncode}) during {label}: "
-            f"{server.server.log_tail(10)}"
-        )
+        row["notes"].append(f"publisher did not finish {label}: {publisher.log_tail()}")
+    for server in servers:
+        if not server.server.alive:
+            row["notes"].append(
+                f"{server.system} exited ({server.server.process.returncode}) during {label}: "
+                f"{server.server.log_tail(10)}"
+            )
     return row
 
 
 def _delivery_row(
-    server: Running,
+    servers: Sequence[Running],
     label: str,
     paced: bool,
     clients: int,
@@ -214,10 +285,12 @@ def _delivery_row(
         notes.append(f"{stats.closed} clients closed by the server in {label}: {stats.close_codes}")
     if stats.stray or stats.negative:
         notes.append(f"{stats.stray} stray frames, {stats.negative} negative latencies in {label}")
-    rss_kb, hwm_kb = memory_kb(server.server_pid)
+    memory = [memory_kb(server.server_pid) for server in servers]
+    rss_kb, hwm_kb = sum(m[0] for m in memory), sum(m[1] for m in memory)
+    system = servers[0].system
     return {
-        "system": server.system,
-        "system_label": LABELS[server.system],
+        "system": system,
+        "system_label": LABELS[system],
         "phase": label,
         "clients": clients,
         "publications": summary.get("published", 0),
@@ -231,10 +304,13 @@ def _delivery_row(
         "server_cpu_pct": server_cpu.percent_of_core,
         "cpu_s_per_1k": 1000 * server_cpu.cpu_s / stats.unique if stats.unique else None,
         "redis_cpu_pct": meters["redis"].percent_of_core,
+        "redis_cpu_pct_per_shard": meters["redis"].per_process_percent(),
+        "redis_cpu_s": meters["redis"].cpu_s,
         "loadgen_cpu_pct": max(loadgen_pct, default=0.0),
         "loadgen_lag_p99_ms": stats.lag_p99_ms,
         "publisher_cpu_pct": publisher_pct,
         "publish_rate": publisher_rate,
+        "receivers": summary.get("receivers"),
         "rss_mb": rss_kb / 1024,
         "peak_rss_mb": hwm_kb / 1024,
         "window_s": window_s,
@@ -248,6 +324,7 @@ def foreign_note(
     """Record how much CPU processes outside the run used during a phase; note it when high."""
     foreign_pct = 100 * max(0.0, machine.cpu_s - ours_s) / wall_s if wall_s > 0 else 0.0
     row["other_cpu_pct"] = foreign_pct
+    row["machine_cpu_pct"] = 100 * machine.cpu_s / wall_s if wall_s > 0 else 0.0
     if foreign_pct >= FOREIGN_CPU_PERCENT:
         row["notes"].append(
             f"other processes used {foreign_pct:.0f}% of a core during {label}: noisy numbers"

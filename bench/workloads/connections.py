@@ -64,7 +64,7 @@ async def _idle_row(ctx: Context, system: str, deflate: bool) -> dict[str, Any]:
                 "rounds", 0, 500, prefix="bench:idle", channels=o.idle_clients, rounds=1
             )
             check = await delivery_phase(
-                ctx, server, loadgen, label="delivery check", plan=plan, paced=False
+                ctx, [server], loadgen, label="delivery check", plan=plan, paced=False
             )
             await loadgen.close_clients()
         finally:

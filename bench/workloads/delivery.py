@@ -65,7 +65,7 @@ async def _run_phases(
                 await asyncio.sleep(SETTLE_S)
                 ctx.say(f"  {system}: {label}")
                 row = await delivery_phase(
-                    ctx, server, loadgen, label=label, plan=plan, paced=paced
+                    ctx, [server], loadgen, label=label, plan=plan, paced=paced
                 )
                 ctx.say(
                     f"    {row['delivered']:,}/{row['expected']:,} delivered, "

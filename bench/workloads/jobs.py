@@ -65,7 +65,7 @@ async def _run_workers(ctx: Context, workers: int) -> list[dict[str, Any]]:
                    "--page", str(page)],
     )  # fmt: skip
     page_url = f"http://127.0.0.1:{origin_port}/page.html"
-    server = await systems.start(systems.PUSHGATE, ctx.children, redis, deflate=False)
+    server = await systems.start(systems.PUSHGATE, ctx.children, [redis], deflate=False)
     pool = []
     for n in range(workers):
         worker = await ctx.children.start(
