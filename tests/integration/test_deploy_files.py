@@ -15,6 +15,7 @@ import yaml
 
 from gateway.server import CLOSE_WAIT_SECONDS, SHUTDOWN_TIMEOUT_SECONDS
 from pushgate.broker.keys import QUEUE_NAME
+from tests.nginx import NGINX_CONF, find_nginx, loopback_conf, upstreams
 
 ROOT = Path(__file__).resolve().parents[2]
 # What a gateway may take after its drain window: close answers, then uvicorn's shutdown.
@@ -145,12 +146,39 @@ def test_the_grace_period_covers_pre_stop_drain_and_shutdown(overlay: str) -> No
 
 
 def test_compose_stop_grace_covers_the_drain() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    gateway = compose["services"]["gateway"]
-    drain = float(gateway["environment"]["PUSHGATE_DRAIN_SECONDS"])
-    period = re.fullmatch(r"(\d+)s", gateway["stop_grace_period"])
-    assert period is not None
-    print(f"\nstop_grace_period {period[0]} >= drain {drain} + {AFTER_WINDOW}")
-    assert int(period[1]) >= drain + AFTER_WINDOW
-    assert "command" not in gateway  # the image's: pushgate gateway
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    gateways = [s for s in services.values() if s.get("command", [])[:2] == ["pushgate", "gateway"]]
+    assert len(gateways) == 3
+    for gateway in gateways:
+        drain = float(gateway["environment"]["PUSHGATE_DRAIN_SECONDS"])
+        period = re.fullmatch(r"(\d+)s", gateway["stop_grace_period"])
+        assert period is not None
+        print(f"\nstop_grace_period {period[0]} >= drain {drain} + {AFTER_WINDOW}")
+        assert int(period[1]) >= drain + AFTER_WINDOW
     assert "pushgate" in (ROOT / "Dockerfile").read_text().rsplit("CMD", 1)[1]
+
+
+def test_compose_runs_the_scaled_topology() -> None:
+    """Three gateways behind the load balancer, two workers, two broker shards, a queue Redis."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    env = services["worker"]["environment"]
+    shards = env["PUSHGATE_BROKER_URLS"].split(",")
+    assert [url.split("//")[1].split(":")[0] for url in shards] == ["shard-0", "shard-1"]
+    assert env["PUSHGATE_REDIS_URL"].startswith("redis://queue:")
+    assert services["worker"]["deploy"]["replicas"] == 2
+    assert upstreams(NGINX_CONF.read_text()) == [
+        "gateway-1:8000",
+        "gateway-2:8000",
+        "gateway-3:8000",
+    ]
+    assert set(services["lb"]["depends_on"]) == {"gateway-1", "gateway-2", "gateway-3"}
+    assert any(v.startswith("./deploy/compose/nginx.conf:") for v in services["lb"]["volumes"])
+
+
+def test_the_load_balancer_config_is_valid_nginx(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    servers = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+    conf.write_text(loopback_conf(NGINX_CONF.read_text(), servers, 8000, tmp_path))
+    argv = [find_nginx(), "-t", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "e")]
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert completed.returncode == 0, completed.stderr
