@@ -15,12 +15,14 @@ from redis.asyncio.connection import parse_url
 
 from pushgate.core.auth import connection_token
 from pushgate.core.channels import Namespaces
+from pushgate.core.redis_url import is_sentinel_url
 from pushgate.core.settings import (
     ENV_PREFIX,
     RpcSettings,
     Settings,
     SettingsError,
     read_settings,
+    redis_url_problems,
     variable_names,
 )
 
@@ -75,10 +77,12 @@ def config_problems(environ: Mapping[str, str]) -> list[str]:
             check()
         except SettingsError as exc:
             problems.append(str(exc))
-    return problems
+    return problems + redis_url_problems(settings.redis_url)
 
 
 def _check_redis_url(url: str) -> None:
+    if is_sentinel_url(url):
+        return  # redis_url_problems reads these
     try:
         parse_url(url)
     except ValueError as exc:
