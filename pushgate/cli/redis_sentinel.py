@@ -86,8 +86,10 @@ class SentinelGroup:
         return self
 
     def stop(self) -> None:
-        for part in [*self.sentinels, *self.replicas, self.master]:
-            part.stop()
+        for sentinel in self.sentinels:
+            sentinel.stop()
+        for server in [*self.replicas, self.master]:
+            server.stop()
 
     def master_address(self) -> tuple[str, int]:
         """Where the first sentinel that answers says the master is."""
