@@ -19,7 +19,8 @@ from starlette.routing import BaseRoute, Route
 from gateway.access import require_api_key
 from gateway.endpoints.pages import page
 from gateway.services import Services, services
-from pushgate.broker.jobqueue import queue_depth
+from pushgate.broker.jobqueue import master_address, queue_depth
+from pushgate.core.redis_url import is_sentinel_url, parse_sentinel_url
 
 REDIS_TIMEOUT = 1.0
 
@@ -46,12 +47,19 @@ async def gateway_status(svc: Services) -> dict[str, Any]:
 
 
 async def _redis(svc: Services) -> dict[str, Any]:
-    """The Redis this gateway uses (host and port only: a URL may hold a password)."""
-    parts = urlsplit(svc.settings.redis_url)
-    state: dict[str, Any] = {"address": f"{parts.hostname}:{parts.port or 6379}"}
-    state["pubsub"] = svc.hub.connected
+    """The Redis this gateway uses (host and port only: a URL may hold a password); behind
+    Sentinel, the master the sentinels name now, and its name."""
+    url = svc.settings.redis_url
+    state: dict[str, Any] = {"pubsub": svc.hub.connected}
+    if is_sentinel_url(url):
+        state["sentinel"] = parse_sentinel_url(url).master_name
+    else:
+        parts = urlsplit(url)
+        state["address"] = f"{parts.hostname}:{parts.port or 6379}"
     try:
         async with asyncio.timeout(REDIS_TIMEOUT):
+            if "sentinel" in state:
+                state["address"] = await master_address(svc.redis)
             depth, oldest = await queue_depth(svc.redis)
     except (RedisError, OSError, TimeoutError) as exc:
         return {**state, "ok": False, "error": type(exc).__name__}

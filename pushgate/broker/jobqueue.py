@@ -88,12 +88,12 @@ class FollowingPool(SentinelConnectionPool):
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         self._checked_at = -MASTER_CHECK_SECONDS
 
-    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+    async def get_connection(self, *args: Any, **options: Any) -> Any:
         now = time.monotonic()
         if now - self._checked_at >= MASTER_CHECK_SECONDS:
             self._checked_at = now
             await self._follow_master()
-        return await super().get_connection(command_name, *keys, **options)
+        return await super().get_connection(*args, **options)  # as given: some are deprecated
 
     async def _follow_master(self) -> None:
         known = self.master_address

@@ -159,6 +159,10 @@ def _status_row(base: str, answer: dict[str, Any]) -> tuple[str, ...]:
         "ok" if redis["ok"] and redis["pubsub"] else "DOWN" if not redis["ok"] else "no pub/sub"
     )
     draining = " (draining)" if answer["draining"] else ""
+    # Behind Sentinel: the master it resolved, and the name the sentinels know it by.
+    address = redis.get("address") or "no master"
+    if "sentinel" in redis:
+        address += f" (sentinel {redis['sentinel']})"
     return (
         base + draining,
         answer["version"],
@@ -167,6 +171,6 @@ def _status_row(base: str, answer: dict[str, Any]) -> tuple[str, ...]:
         str(answer["connections"]["ws"]),
         str(answer["channels"]),
         str(answer["subscriptions"]),
-        f"{redis['address']} {health}",
+        f"{address} {health}",
         str(redis.get("queue_depth", "?")),
     )

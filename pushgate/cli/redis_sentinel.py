@@ -59,8 +59,11 @@ class SentinelGroup:
         failover_timeout_ms: int = 3000,
     ) -> None:
         self.master_name = master_name
-        self.master = RedisServer()
-        replica_of = ["--replicaof", HOST, str(self.master.port)]
+        # Redis waits 5 s by default before a full sync, for more replicas to join: a replica
+        # (a demoted master too) would then be of no use for that long.
+        sync_now = ["--repl-diskless-sync-delay", "0"]
+        self.master = RedisServer(options=sync_now)
+        replica_of = [*sync_now, "--replicaof", HOST, str(self.master.port)]
         self.replicas = [RedisServer(options=replica_of) for _ in range(replicas)]
         name = master_name
         conf = (
@@ -131,6 +134,10 @@ class SentinelGroup:
         return str(host), int(port)
 
     def _ready(self) -> bool:
+        for replica in self.replicas:
+            with redis.Redis(HOST, replica.port, socket_timeout=1, decode_responses=True) as client:
+                if client.info("replication").get("master_link_status") != "up":
+                    return False
         for sentinel in self.sentinels:
             try:
                 with sentinel.client() as client:

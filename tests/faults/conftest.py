@@ -18,6 +18,7 @@ from arq.constants import health_check_key_suffix
 from pushgate.broker import jobqueue
 from pushgate.broker.keys import QUEUE_NAME
 from pushgate.broker.store import Backend, job_history
+from pushgate.cli.redis_sentinel import SentinelGroup
 from pushgate.cli.redis_server import RedisServer
 from pushgate.core.events import TERMINAL_TYPES
 from pushgate.core.settings import Settings
@@ -104,12 +105,16 @@ def attempts(events: list[Event]) -> list[int]:
 
 
 class FaultStack:
-    """One gateway and workers (``python -m worker`` unless told) on a Redis tests may kill."""
+    """One gateway and workers (``python -m worker`` unless told) on a Redis tests may kill;
+    behind Sentinel, ``group`` is the Sentinel group and ``redis`` its first master."""
 
-    def __init__(self, redis: RedisServer, stack: Stack) -> None:
+    def __init__(
+        self, redis: RedisServer, stack: Stack, group: SentinelGroup | None = None
+    ) -> None:
         self.redis = redis
         self.stack = stack
-        self._client = jobqueue.connect(redis.url)
+        self.group = group
+        self._client = jobqueue.connect(stack.redis_url)
         self._backend = Backend(self._client, jobs=job_history(Settings().history))
 
     async def aclose(self) -> None:
@@ -193,3 +198,20 @@ async def fault_stack() -> AsyncIterator[MakeFaultStack]:
             return faults
 
         yield make
+
+
+@pytest.fixture
+async def sentinel_stack() -> AsyncIterator[FaultStack]:
+    """A FaultStack behind Sentinel: a master, a replica and three sentinels, one ``pushgate
+    gateway`` and one ``python -m worker`` (polling), all on the group's redis+sentinel:// URL."""
+    async with AsyncExitStack() as cleanup:
+        group = SentinelGroup().start()
+        cleanup.callback(group.stop)
+        stack = cleanup.enter_context(
+            Stack(group.url, gateways=0, workers=0, env=FAULT_ENV, worker_argv=MODULE_WORKER)
+        )
+        stack.start_drainable_gateway()
+        faults = FaultStack(group.master, stack, group)
+        cleanup.push_async_callback(faults.aclose)
+        await faults.start_worker()
+        yield faults

@@ -26,11 +26,13 @@ import redis
 import redis.asyncio as aioredis
 
 from gateway.delivery.hub import Hub
+from pushgate.broker import jobqueue
 from pushgate.broker.pubsub import PubSubConnection
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port, spawn, stop
 from pushgate.cli.redis_server import find_redis_server
 from pushgate.client import Position, PushgateClient, Subscription
+from pushgate.core.redis_url import is_sentinel_url
 from pushgate.core.wire import OffsetKey, parse_offset
 from tests.conftest import OPEN_ENV
 from tests.stack import Stack
@@ -191,9 +193,16 @@ class Publisher:
         *,
         rate: float,
         pad: Mapping[str, int] | None = None,
+        replicas: int = 0,
     ) -> None:
+        """``replicas``: a publication counts only once that many replicas have it (WAIT)."""
         self._pad = dict(pad or {})  # bytes of padding in each publication, per channel
-        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        self._replicas = replicas
+        self._redis: aioredis.Redis = (
+            jobqueue.connect(redis_url, socket_timeout=1)  # follows the master the sentinels name
+            if is_sentinel_url(redis_url)
+            else aioredis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        )
         self._backend = Backend(self._redis, jobs=POLICY)
         self._channels = list(channels)
         self._period = 1.0 / rate
@@ -215,6 +224,7 @@ class Publisher:
                 data["pad"] = "x" * self._pad[channel]
             try:
                 offset, epoch = await self._backend.publish(channel, data, POLICY)
+                await jobqueue.wait_for_replicas(self._redis, self._replicas, 1.0)
             except (redis.RedisError, OSError):
                 self.failures += 1
             else:
