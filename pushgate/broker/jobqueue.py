@@ -95,6 +95,13 @@ class FollowingPool(SentinelConnectionPool):
             await self._follow_master()
         return await super().get_connection(*args, **options)  # as given: some are deprecated
 
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        # The sentinels' clients too (they reconnect when asked again): closing a client closes
+        # its pool, and nothing else would close these.
+        for sentinel in self.sentinel_manager.sentinels:
+            await sentinel.connection_pool.disconnect()
+
     async def _follow_master(self) -> None:
         known = self.master_address
         try:

@@ -247,7 +247,7 @@ class Publisher:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=WAIT)
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
 
 @dataclass
