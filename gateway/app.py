@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -59,7 +60,9 @@ def create_app(settings: Settings | None = None, connections: Connections | None
         redis = jobqueue.connect(resolved.redis_url)
         backend = Backend(redis, jobs=job_history(resolved.history))
         connection = PubSubConnection(
-            resolved.redis_url, ping_interval=resolved.pubsub_ping_interval
+            resolved.redis_url,
+            ping_interval=resolved.pubsub_ping_interval,
+            on_master=partial(jobqueue.follow_master, redis),  # behind Sentinel
         )
         hub = Hub(
             connection,

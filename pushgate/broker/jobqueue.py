@@ -79,9 +79,10 @@ class FollowingPool(SentinelConnectionPool):
     """redis-py's Sentinel pool asks the sentinels only when it opens a connection, so its open
     connections keep writing to a demoted master until Sentinel reconfigures it (about 10 s
     after a failover, measured): writes that the next resync throws away. This pool asks at
-    most every ``MASTER_CHECK_SECONDS`` when a connection is taken, and once the master moved
-    it closes every connection to the old one, in use or not (a command in flight fails and
-    is retried like any lost connection).
+    most every ``MASTER_CHECK_SECONDS`` when a connection is taken, and a connection to any
+    other than the master it knows is reconnected when it is taken. (Not while in use: closing
+    a connection under another task's command breaks redis-py with AttributeErrors; that one
+    command may still reach the old master.)
     """
 
     def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
@@ -89,28 +90,46 @@ class FollowingPool(SentinelConnectionPool):
         self._checked_at = -MASTER_CHECK_SECONDS
 
     async def get_connection(self, *args: Any, **options: Any) -> Any:
-        now = time.monotonic()
-        if now - self._checked_at >= MASTER_CHECK_SECONDS:
-            self._checked_at = now
+        if time.monotonic() - self._checked_at >= MASTER_CHECK_SECONDS:
+            self._checked_at = time.monotonic()
             await self._follow_master()
-        return await super().get_connection(*args, **options)  # as given: some are deprecated
+        connection = await super().get_connection(*args, **options)  # as given: some deprecated
+        try:
+            if self.master_address and (connection.host, connection.port) != self.master_address:
+                await connection.disconnect()
+                await connection.connect()  # to the master the sentinels name now
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
         await super().disconnect(inuse_connections)
-        # The sentinels' clients too (they reconnect when asked again): closing a client closes
-        # its pool, and nothing else would close these.
-        for sentinel in self.sentinel_manager.sentinels:
-            await sentinel.connection_pool.disconnect()
+        if inuse_connections:  # closing: the sentinels' clients too, nothing else closes them
+            for sentinel in self.sentinel_manager.sentinels:
+                await sentinel.connection_pool.disconnect()
+
+    async def follow(self, address: tuple[str, int]) -> None:
+        """Use the master at ``address`` from now on (idle connections to another close now)."""
+        self._checked_at = time.monotonic()
+        if address != self.master_address:
+            self.master_address = address
+            await super().disconnect(inuse_connections=False)
 
     async def _follow_master(self) -> None:
-        known = self.master_address
         try:
             address = await self.sentinel_manager.discover_master(self.service_name)
         except MasterNotFoundError:
             return  # no sentinel answers: keep the connections we have, they report for us
-        if known is not None and address != known:
-            self.master_address = address
-            await self.disconnect(inuse_connections=True)
+        await self.follow(address)
+
+
+async def follow_master(redis: Redis, address: tuple[str, int]) -> None:
+    """Make ``redis`` use the master at ``address`` now (the gateway's pub/sub reader found it),
+    so that what is read after a reconnect comes from the master the reader listens to."""
+    pool = redis.connection_pool
+    if isinstance(pool, FollowingPool):
+        await pool.follow(address)
 
 
 async def master_address(redis: Redis) -> str | None:

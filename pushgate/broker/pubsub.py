@@ -25,6 +25,7 @@ import contextlib
 import math
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +83,16 @@ def command(*args: str) -> bytes:
 class PubSubConnection:
     """Subscribe and unsubscribe from any task; exactly one task may call ``next_events``."""
 
-    def __init__(self, redis_url: str, *, ping_interval: float) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        ping_interval: float,
+        on_master: Callable[[tuple[str, int]], Awaitable[None]] | None = None,
+    ) -> None:
+        """Behind Sentinel, ``on_master`` is told each master connected to, before anything is
+        subscribed there (the gateway's history reads follow it: catch-ups read that master)."""
+        self._on_master = on_master
         self._sentinel: SentinelUrl | None = None
         if is_sentinel_url(redis_url):
             self._sentinel = parse_sentinel_url(redis_url)
@@ -194,6 +204,8 @@ class PubSubConnection:
             return self._options.get("host", "localhost"), self._options.get("port", 6379)
         self._master = await ask_sentinels(self._sentinel)
         self._master_checked = time.monotonic()
+        if self._on_master is not None:
+            await self._on_master(self._master)
         return self._master
 
     async def _check_master(self) -> None:

@@ -83,15 +83,22 @@ async def test_accepted_jobs_survive_a_failover(
         new_master = await failover
         switched_in = time.monotonic() - switch_began
         await asyncio.gather(*tasks)
-        records = [await http.get(f"/jobs/{job.request_id}") for job in jobs]
 
     assert new_master != old_master
     assert all(job.accepted_at is not None for job in jobs), "a submission never got a 2xx"
     terminal_counts, histories = [], []
     for job in jobs:
-        events = await faults.outcome(job.request_id, OUTCOME_TIMEOUT)
+        try:
+            events = await faults.outcome(job.request_id, OUTCOME_TIMEOUT)
+        except AssertionError:
+            print(
+                "DEBUG", job, await faults.events(job.request_id), time.monotonic() - switch_began
+            )
+            raise
         terminal_counts.append(sum(1 for event in events if event["type"] in TERMINAL_TYPES))
         histories.append(types(events))
+    async with httpx.AsyncClient(base_url=gateway.http_url, timeout=10) as http:
+        records = [await http.get(f"/jobs/{job.request_id}") for job in jobs]
     retried = [job for job in jobs if job.tries > 1]
     refused_at = [job.accepted_at for job in retried if job.accepted_at is not None]
     figures.add("sentinels name the new master after (s)", f"{switched_in:.2f}")
