@@ -156,13 +156,17 @@ class FaultStack:
 
         return await until(check, timeout, f"job {request_id}: {what}")
 
+    async def queued(self, request_id: str) -> bool:
+        """Whether arq still holds the job (queued, or running and not yet marked done)."""
+        return await self._client.zscore(QUEUE_NAME, request_id) is not None
+
     async def outcome(self, request_id: str, timeout: float) -> list[Event]:
         """The job's events once it has ended: its terminal event is out, and arq has let go of
         it, so no re-run can follow."""
         await self.wait_events(request_id, finished, timeout, "a terminal event")
 
         async def dequeued() -> bool:
-            return await self._client.zscore(QUEUE_NAME, request_id) is None
+            return not await self.queued(request_id)
 
         await until(dequeued, timeout, f"job {request_id} leaves arq's queue")
         return await self.events(request_id)

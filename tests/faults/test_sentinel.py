@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,9 +22,10 @@ import httpx
 from pushgate.client import PushgateClient
 from pushgate.core.errors import ErrorKind
 from pushgate.core.events import TERMINAL_TYPES
-from tests.faults.conftest import FaultStack, Figures, types
+from tests.faults.conftest import FaultStack, Figures, finished, types
 from tests.faults.gateway_faults import Publisher, Watcher, check, settle, stop_watchers, watch
 from tests.origin import Origin
+from tests.stack import BIN
 
 SUBMISSIONS = 60
 SUBMIT_PERIOD = 0.05  # seconds between new submissions
@@ -113,6 +116,45 @@ async def test_accepted_jobs_survive_a_failover(
     assert terminal_counts == [1] * len(jobs), [h for h in histories if h.count("result") != 1]
     assert [record.status_code for record in records] == [200] * len(jobs)
     assert all(record.json()["status"] in ("done", "failed") for record in records)
+    # `pushgate status` shows the master the gateway resolved: the new one.
+    status = subprocess.run(
+        [str(BIN / "pushgate"), "status", gateway.http_url], capture_output=True, timeout=30
+    )
+    host, port = new_master
+    assert f"{host}:{port} (sentinel {faults.group.master_name}) ok" in status.stdout.decode()
+
+
+async def test_acceptance_and_outcomes_wait_for_the_replica(
+    sentinel_stack: FaultStack, origin: Origin, figures: Figures
+) -> None:
+    """With the replica frozen (SIGSTOP) nothing is accepted (503 unavailable) and no outcome is
+    recorded as final; once it is back, the retry is accepted and the job ends once."""
+    faults = sentinel_stack
+    assert faults.group is not None
+    replica = faults.group.replicas[0].process
+    assert replica is not None
+    job = Submission(f"sentinel-frozen-{uuid.uuid4().hex}")
+    body = {"url": origin.url("/pages/links.html"), "request_id": job.request_id}
+    async with httpx.AsyncClient(base_url=faults.stack.gateways[0].http_url, timeout=10) as http:
+        replica.send_signal(signal.SIGSTOP)
+        try:
+            refused = await http.post("/jobs", json=body)
+            # The job exists on the master and runs; its outcome is published there...
+            await faults.wait_events(job.request_id, finished, OUTCOME_TIMEOUT, "its outcome")
+            # ...but the worker keeps the job from arq until the replica has the outcome too.
+            held = await faults.queued(job.request_id)
+        finally:
+            replica.send_signal(signal.SIGCONT)
+        frozen_for = time.monotonic()
+        await submit_until_accepted(http, body["url"], job)
+    events = await faults.outcome(job.request_id, OUTCOME_TIMEOUT)
+    assert job.accepted_at is not None
+    figures.add("accepted after the replica came back (s)", f"{job.accepted_at - frozen_for:.2f}")
+    figures.add("events", " ".join(types(events)))
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == ErrorKind.UNAVAILABLE.code
+    assert held
+    assert sum(1 for event in events if event["type"] in TERMINAL_TYPES) == 1
 
 
 async def test_subscribers_go_on_across_a_failover(
