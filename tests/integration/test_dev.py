@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from pushgate.cli.processes import free_port, is_alive
+from pushgate.cli.redis_sentinel import SentinelGroup
 from tests.origin import Origin
 from tests.wsclient import read_all
 
@@ -88,3 +89,38 @@ async def test_dev_runs_everything_and_ctrl_c_leaves_nothing(origin: Origin) -> 
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+async def test_dev_behind_sentinel_runs_jobs_on_the_master_it_names(origin: Origin) -> None:
+    """``pushgate dev`` with a redis+sentinel:// URL: no embedded Redis; the gateway and the
+    worker use the master the sentinels name, and ``pushgate status`` shows it."""
+    group = SentinelGroup().start()
+    port = free_port()
+    env = {**os.environ, "PUSHGATE_REDIS_URL": group.url, "PYTHONUNBUFFERED": "1"}
+    env["PUSHGATE_ALLOW_PRIVATE_ADDRESSES"] = "true"
+    pushgate = Path(sys.executable).parent / "pushgate"
+    process = subprocess.Popen(
+        [str(pushgate), "dev", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        banner = wait_for_banner(process)
+        assert "(embedded" not in banner and group.url in banner
+        base = f"http://127.0.0.1:{port}"
+        response = httpx.post(f"{base}/jobs", json={"url": origin.url("/pages/links.html")})
+        assert response.status_code == 202
+        transcript = await read_all(f"ws://127.0.0.1:{port}{response.json()['ws_url']}")
+        assert transcript.types == ["queued", "started", "result"]
+        status = subprocess.run(
+            [str(pushgate), "status", base], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert f"127.0.0.1:{group.master.port} (sentinel pushgate) ok" in status.stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        assert process.stdout is not None
+        process.stdout.close()
+        group.stop()
