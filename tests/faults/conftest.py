@@ -205,14 +205,17 @@ async def fault_stack() -> AsyncIterator[MakeFaultStack]:
 
 
 @pytest.fixture
-async def sentinel_stack() -> AsyncIterator[FaultStack]:
-    """A FaultStack behind Sentinel: a master, a replica and three sentinels, one ``pushgate
-    gateway`` and one ``python -m worker`` (polling), all on the group's redis+sentinel:// URL."""
+async def sentinel_stack(request: pytest.FixtureRequest) -> AsyncIterator[FaultStack]:
+    """A FaultStack behind Sentinel: a master, a replica (or as many as the test's indirect
+    parameter says, every one of them waited for) and three sentinels, one ``pushgate gateway``
+    and one ``python -m worker`` (polling), all on the group's redis+sentinel:// URL."""
+    replicas = getattr(request, "param", 1)
+    env = {**FAULT_ENV, "PUSHGATE_REDIS_WAIT_REPLICAS": str(replicas)}
     async with AsyncExitStack() as cleanup:
-        group = SentinelGroup().start()
+        group = SentinelGroup(replicas=replicas).start()
         cleanup.callback(group.stop)
         stack = cleanup.enter_context(
-            Stack(group.url, gateways=0, workers=0, env=FAULT_ENV, worker_argv=MODULE_WORKER)
+            Stack(group.url, gateways=0, workers=0, env=env, worker_argv=MODULE_WORKER)
         )
         stack.start_drainable_gateway()
         faults = FaultStack(group.master, stack, group)
