@@ -255,7 +255,8 @@ class Settings:
     redis_url: str = _env("REDIS_URL", "redis://localhost:6379/0")
     # With redis+sentinel://, a job is accepted (2xx) and a job's outcome is recorded only once
     # this many replicas have it (WAIT), so that a failover cannot lose it; otherwise the
-    # submission is answered 503 unavailable (retry with the same request_id). 0: off.
+    # submission is answered 503 unavailable (retry with the same request_id). Set it to the
+    # number of replicas Sentinel may promote (any of them may be). 0: off.
     redis_wait_replicas: int = _env("REDIS_WAIT_REPLICAS", 1)
     redis_wait_timeout: float = _env("REDIS_WAIT_TIMEOUT", 0.5)
     # Redis pub/sub liveness: the gateway pings its pub/sub connection when idle this long.
