@@ -41,6 +41,10 @@ async def submit_job(
         # Also for an existing job: if an earlier submit died between creating and
         # enqueueing, this repairs it; otherwise arq sees the job id and does nothing.
         await jobqueue.enqueue_scrape(svc.redis, request_id, url)
+    # Behind Sentinel, accepted means on a replica too (a failover cannot lose it); short of
+    # that the submitter gets 503 and retries with the same request_id, which is idempotent.
+    settings = svc.settings
+    await jobqueue.wait_for_replicas(svc.redis, settings.wait_replicas, settings.redis_wait_timeout)
     return created, job
 
 

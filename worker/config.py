@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from arq.connections import RedisSettings
 from arq.worker import func
 
 from pushgate.broker import jobqueue
@@ -24,7 +23,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "functions": [func(scrape, name=jobqueue.SCRAPE_TASK)],
         # The pool the worker uses; the settings are for `arq --check`.
         "redis_pool": jobqueue.connect(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT),
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": jobqueue.arq_settings(settings.redis_url),
         "queue_name": QUEUE_NAME,
         "job_serializer": jobqueue.serialize,
         "job_deserializer": jobqueue.deserialize,

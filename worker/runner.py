@@ -53,6 +53,9 @@ class PushgateWorker(Worker):
             await self._ride_out(exc)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # arq would claim a job it runs already if the queue lists it again: after a failover
+        # the new master may not have the claim, which was made on the old one.
+        job_ids = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
         slots, freed, running = self.job_counter, self._slots_freed, len(self.tasks)
         try:
             await super().start_jobs(job_ids)

@@ -16,7 +16,7 @@ import httpx
 from arq.worker import Retry
 from redis.asyncio import Redis
 
-from pushgate.broker.jobqueue import UNAVAILABLE, give_back_try
+from pushgate.broker.jobqueue import UNAVAILABLE, give_back_try, wait_for_replicas
 from pushgate.broker.shards import ShardedStore
 from pushgate.core import events
 from pushgate.core.events import FailureCode
@@ -124,13 +124,25 @@ async def _attempt(deps: WorkerDeps, request_id: str, url: str, job_try: int) ->
         began = time.monotonic()
         outcome = await _outcome(deps, request_id, url)
         deps.metrics.job_duration.labels(outcome["type"]).observe(time.monotonic() - began)
-    if await _redis(deps, lambda: deps.backend.publish_job_event(request_id, outcome)):
+    if await _redis(deps, lambda: _publish_outcome(deps, request_id, outcome)):
         code = outcome["error"]["code"] if outcome["type"] == "failed" else ""
         deps.metrics.jobs_finished.labels(outcome["type"], code).inc()
         log.info(
             "job finished: %s", outcome["type"], extra={**fields, "code": code} if code else fields
         )
     return str(outcome["type"])
+
+
+async def _publish_outcome(
+    deps: WorkerDeps, request_id: str, outcome: events.TerminalEvent
+) -> str | None:
+    """Publish the terminal event; behind Sentinel, return only once a replica has it too, so
+    that arq does not mark the job done while a failover could still lose its outcome (then it
+    runs again on the new master; a repeat publishes nothing)."""
+    offset = await deps.backend.publish_job_event(request_id, outcome)
+    settings = deps.settings
+    await wait_for_replicas(deps.redis, settings.wait_replicas, settings.redis_wait_timeout)
+    return offset
 
 
 async def _outcome(deps: WorkerDeps, request_id: str, url: str) -> events.TerminalEvent:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 
 from gateway.delivery.direct import DirectWrites
 from gateway.delivery.hub import Hub, Subscriber
 from gateway.metrics import GatewayMetrics
+from pushgate.broker import jobqueue
 from pushgate.broker.pubsub import PubSubConnection
 from pushgate.broker.shards import ShardedStore
 from pushgate.core.settings import Settings
@@ -37,7 +39,12 @@ class ShardedHub:
         writes = DirectWrites()
         hubs = [
             Hub(
-                PubSubConnection(shard.url, ping_interval=settings.pubsub_ping_interval),
+                PubSubConnection(
+                    shard.url,
+                    ping_interval=settings.pubsub_ping_interval,
+                    # Behind Sentinel: the shard's client reads from the master the reader found.
+                    on_master=partial(jobqueue.follow_master, shard.redis),
+                ),
                 shard.backend,
                 redis_timeout=settings.redis_timeout,
                 position_check=settings.position_check_seconds,

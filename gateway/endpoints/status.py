@@ -21,7 +21,8 @@ from gateway.access import require_api_key
 from gateway.endpoints.health import shard_health
 from gateway.endpoints.pages import page
 from gateway.services import Services, services
-from pushgate.broker.jobqueue import queue_depth
+from pushgate.broker.jobqueue import master_address, queue_depth
+from pushgate.core.redis_url import is_sentinel_url, parse_sentinel_url
 
 REDIS_TIMEOUT = 1.0
 
@@ -49,13 +50,20 @@ async def gateway_status(svc: Services) -> dict[str, Any]:
 
 
 async def _redis(svc: Services) -> dict[str, Any]:
-    """The Redis of the queue (host and port only: a URL may hold a password); ``pubsub``: the
-    pub/sub connection of every broker shard is up (``shards`` says which is not)."""
-    parts = urlsplit(svc.settings.redis_url)
-    state: dict[str, Any] = {"address": f"{parts.hostname}:{parts.port or 6379}"}
-    state["pubsub"] = svc.hub.connected
+    """The Redis of the queue (host and port only: a URL may hold a password; behind Sentinel,
+    the master's name); ``pubsub``: the pub/sub connection of every broker shard is up
+    (``shards`` says which is not)."""
+    url = svc.settings.redis_url
+    state: dict[str, Any] = {"pubsub": svc.hub.connected}
+    if is_sentinel_url(url):
+        state["sentinel"] = parse_sentinel_url(url).master_name
+    else:
+        parts = urlsplit(url)
+        state["address"] = f"{parts.hostname}:{parts.port or 6379}"
     try:
         async with asyncio.timeout(REDIS_TIMEOUT):
+            if "sentinel" in state:
+                state["address"] = await master_address(svc.redis)
             depth, oldest = await queue_depth(svc.redis)
     except (RedisError, OSError, TimeoutError) as exc:
         return {**state, "ok": False, "error": type(exc).__name__}

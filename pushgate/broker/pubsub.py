@@ -10,6 +10,11 @@ confirmations, its cue to catch up from history. A permanent control channel kee
 connection subscribed when no client channel is, and a silent dead peer is found by pinging
 when idle.
 
+Behind Sentinel (a ``redis+sentinel://`` URL) every (re)connect asks the sentinels, one after the
+other, ``SENTINEL get-master-addr-by-name`` and connects to the master named; while connected it
+asks again every ``MASTER_CHECK_SECONDS``, and a master that moved is a disconnect (Sentinel
+leaves a demoted master running as one for about 10 s, and its publications stop).
+
 Guarantee: a publication is delivered at most once, in the order Redis sent it; what is published
 while the connection is down is lost here, which the caller learns from ``Disconnected``.
 """
@@ -18,15 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import ssl
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
+from pushgate.broker.jobqueue import MASTER_CHECK_SECONDS, SENTINEL_TIMEOUT
 from pushgate.broker.keys import CONTROL_CHANNEL, channel_from_redis, redis_channel
 from pushgate.broker.store import decode_live
+from pushgate.core.redis_url import SentinelUrl, is_sentinel_url, parse_sentinel_url
 from pushgate.core.wire import Publication
 
 # Missing this many ping intervals in a row means the connection is dead.
@@ -77,9 +87,31 @@ def command(*args: str) -> bytes:
 class PubSubConnection:
     """Subscribe and unsubscribe from any task; exactly one task may call ``next_events``."""
 
-    def __init__(self, redis_url: str, *, ping_interval: float) -> None:
-        self._options: dict[str, Any] = dict(parse_url(redis_url))
-        self._ping_interval = ping_interval
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        ping_interval: float,
+        on_master: Callable[[tuple[str, int]], Awaitable[None]] | None = None,
+    ) -> None:
+        """Behind Sentinel, ``on_master`` is told each master connected to, before anything is
+        subscribed there (the gateway's history reads follow it: catch-ups read that master)."""
+        self._on_master = on_master
+        self._sentinel: SentinelUrl | None = None
+        if is_sentinel_url(redis_url):
+            self._sentinel = parse_sentinel_url(redis_url)
+            self._options: dict[str, Any] = {
+                "username": self._sentinel.username,
+                "password": self._sentinel.password,
+            }
+        else:
+            self._options = dict(parse_url(redis_url))
+        # Wakes up when idle to ping, and behind Sentinel often enough to check the master.
+        every = MASTER_CHECK_SECONDS if self._sentinel else ping_interval
+        self._wakes_per_ping = max(1, math.ceil(ping_interval / every))
+        self._wake_interval = ping_interval / self._wakes_per_ping
+        self._master: tuple[str, int] | None = None
+        self._master_checked = 0.0
         self._names: set[str] = {CONTROL_CHANNEL}  # what we want subscribed, by Redis name
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -122,6 +154,7 @@ class PubSubConnection:
                     return [Disconnected(str(exc) or type(exc).__name__)]
             try:
                 events = await self._read()
+                await self._check_master()
             except (OSError, PubSubError, TimeoutError) as exc:
                 await self.close()
                 return [Disconnected(str(exc) or type(exc).__name__)]
@@ -130,17 +163,19 @@ class PubSubConnection:
 
     async def _read(self) -> list[LiveEvent]:
         assert self._reader is not None
-        silent = 0
+        silent = 0  # wake-ups without a byte from Redis
         while True:
             try:
-                async with asyncio.timeout(self._ping_interval):
+                async with asyncio.timeout(self._wake_interval):
                     data = await self._reader.read(_READ_SIZE)
                 break
             except TimeoutError:
                 silent += 1
-                if silent >= _DEAD_AFTER_INTERVALS:
+                if silent >= _DEAD_AFTER_INTERVALS * self._wakes_per_ping:
                     raise TimeoutError("no reply to pings on the pub/sub connection") from None
-                self._send(command("PING"))
+                if silent % self._wakes_per_ping == 0:
+                    self._send(command("PING"))
+                await self._check_master()
         if not data:
             raise ConnectionResetError("redis closed the pub/sub connection")
         self._parser.feed(data)
@@ -160,9 +195,8 @@ class PubSubConnection:
             else:
                 use_tls = options.get("connection_class") is SSLConnection
                 tls = ssl.create_default_context() if use_tls else None
-                reader, writer = await asyncio.open_connection(
-                    options.get("host", "localhost"), options.get("port", 6379), ssl=tls
-                )
+                host, port = await self._address()
+                reader, writer = await asyncio.open_connection(host, port, ssl=tls)
             self._reader, self._writer = reader, writer
             if options.get("password"):
                 await self._authenticate(options.get("username"), options["password"])
@@ -175,6 +209,28 @@ class PubSubConnection:
                 for start in range(0, len(names), RESUBSCRIBE_BATCH)
             )
         )
+
+    async def _address(self) -> tuple[str, int]:
+        if self._sentinel is None:
+            return self._options.get("host", "localhost"), self._options.get("port", 6379)
+        self._master = await ask_sentinels(self._sentinel)
+        self._master_checked = time.monotonic()
+        if self._on_master is not None:
+            await self._on_master(self._master)
+        return self._master
+
+    async def _check_master(self) -> None:
+        """Behind Sentinel, at most every ``MASTER_CHECK_SECONDS``: raise ConnectionResetError
+        when the sentinels name another master than the one this connection reads."""
+        if self._sentinel is None or time.monotonic() - self._master_checked < MASTER_CHECK_SECONDS:
+            return
+        self._master_checked = time.monotonic()
+        try:
+            named = await ask_sentinels(self._sentinel)
+        except PubSubError:
+            return  # no sentinel answers: the connection we have is the best we know
+        if named != self._master:
+            raise ConnectionResetError(f"the master moved from {self._master} to {named}")
 
     async def _authenticate(self, username: str | None, password: str) -> None:
         assert self._reader is not None
@@ -189,6 +245,42 @@ class PubSubConnection:
         if isinstance(reply, hiredis.ReplyError):
             await self.close()
             raise PubSubError(f"redis refused AUTH: {reply}")
+
+
+async def ask_sentinels(target: SentinelUrl) -> tuple[str, int]:
+    """The master's address from the first sentinel that knows it, asked one after the other."""
+    problems: list[str] = []
+    for host, port in target.sentinels:
+        try:
+            async with asyncio.timeout(SENTINEL_TIMEOUT):
+                reply = await _ask(
+                    host, port, "SENTINEL", "get-master-addr-by-name", target.master_name
+                )
+        except (OSError, TimeoutError) as exc:
+            problems.append(f"{host}:{port}: {exc!r}")
+            continue
+        if isinstance(reply, list) and len(reply) == 2:
+            return str(reply[0]), int(reply[1])
+        problems.append(f"{host}:{port}: {reply!r}")
+    raise PubSubError(f"no sentinel names master {target.master_name!r}: {'; '.join(problems)}")
+
+
+async def _ask(host: str, port: int, *args: str) -> Any:
+    """One command on a connection of its own, and its reply."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(command(*args))
+        parser = hiredis.Reader(encoding="utf-8", errors="replace")
+        while (reply := parser.gets()) is False:
+            data = await reader.read(_READ_SIZE)
+            if not data:
+                raise ConnectionResetError("the sentinel closed the connection")
+            parser.feed(data)
+        return reply
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 def _decode(reply: Any) -> LiveEvent | None:

@@ -71,7 +71,9 @@ PUBLISH_JOB_EVENT_SCRIPT = (
     _PUBLISH_FUNCTION
     + """
 local status = redis.call('HGET', KEYS[3], 'status')
-if status == 'done' or status == 'failed' then
+-- No record: the job is unknown here (a failover lost it, its submitter was refused and
+-- retries); an event now would come before its `queued`.
+if not status or status == 'done' or status == 'failed' then
   return {'', ''}
 end
 local r = publish(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])

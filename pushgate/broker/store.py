@@ -10,7 +10,8 @@ Delivery guarantees, per operation (what a caller may rely on):
   the history still covers that position (``recovered``); never a silent partial answer.
 - ``create_job``: the job record and its ``queued`` event appear together, or not at all.
 - ``publish_job_event``: the event is published and the job record follows it in one step;
-  once a job has its terminal event nothing more is published for it (exactly one outcome).
+  once a job has its terminal event nothing more is published for it (exactly one outcome),
+  and nothing is published for a job without a record.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ class Backend:
     async def publish_job_event(self, request_id: str, event: Event) -> str | None:
         """Publish a job's event; the job's record follows it (status, result, error).
 
-        Returns its offset, or None when the job had already finished and nothing was published.
+        Returns its offset, or None when the job had already finished (or has no record) and
+        nothing was published.
         """
         channel = job_channel(request_id)
         offset, _epoch = await self._publish_job_event(

@@ -15,12 +15,14 @@ from redis.asyncio.connection import parse_url
 
 from pushgate.core.auth import connection_token
 from pushgate.core.channels import Namespaces
+from pushgate.core.redis_url import is_sentinel_url
 from pushgate.core.settings import (
     ENV_PREFIX,
     RpcSettings,
     Settings,
     SettingsError,
     read_settings,
+    redis_url_problems,
     variable_names,
 )
 
@@ -76,10 +78,12 @@ def config_problems(environ: Mapping[str, str]) -> list[str]:
             check()
         except SettingsError as exc:
             problems.append(str(exc))
-    return problems
+    return problems + redis_url_problems(settings.redis_url)
 
 
 def _check_redis_url(url: str) -> None:
+    if is_sentinel_url(url):
+        return  # redis_url_problems reads these
     try:
         parse_url(url)
     except ValueError as exc:
@@ -158,6 +162,10 @@ def _status_row(base: str, answer: dict[str, Any]) -> tuple[str, ...]:
         "ok" if redis["ok"] and redis["pubsub"] else "DOWN" if not redis["ok"] else "no pub/sub"
     )
     draining = " (draining)" if answer["draining"] else ""
+    # Behind Sentinel: the master it resolved, and the name the sentinels know it by.
+    address = redis.get("address") or "no master"
+    if "sentinel" in redis:
+        address += f" (sentinel {redis['sentinel']})"
     return (
         base + draining,
         answer["version"],
@@ -166,7 +174,7 @@ def _status_row(base: str, answer: dict[str, Any]) -> tuple[str, ...]:
         str(answer["connections"]["ws"]),
         str(answer["channels"]),
         str(answer["subscriptions"]),
-        f"{redis['address']} {health}",
+        f"{address} {health}",
         str(redis.get("queue_depth", "?")),
         _shards_cell(answer.get("shards", [])),
     )

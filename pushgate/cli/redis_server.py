@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -50,9 +51,12 @@ class RedisServer:
         quiet: bool = True,
         password: str | None = None,
         appendonly: bool = False,
+        options: Sequence[str] = (),
     ) -> None:
+        """``options``: more ``redis-server`` arguments, e.g. ``--replicaof HOST PORT``."""
         self.port = port or free_port()
         self._appendonly = appendonly
+        self._options = tuple(options)
         credentials = f":{password}@" if password else ""
         self.url = f"redis://{credentials}127.0.0.1:{self.port}/0"
         self._password = password
@@ -70,6 +74,7 @@ class RedisServer:
             "--appendonly", *aof,
             "--dir", self._dir.name,
             *(["--requirepass", self._password] if self._password else []),
+            *self._options,
         ]  # fmt: skip
         self.process = spawn(argv, quiet=self._quiet)
         self._wait_until_ready()

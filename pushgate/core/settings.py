@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from pushgate.core.redis_url import is_sentinel_url, sentinel_url_problems
+
 ENV_PREFIX = "PUSHGATE_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -249,6 +251,7 @@ SETTINGS_GROUPS: tuple[type, ...] = (
 class Settings:
     """Every tunable of gateway and worker."""
 
+    # redis://, rediss://, unix://, or redis+sentinel:// (pushgate/core/redis_url.py).
     redis_url: str = _env("REDIS_URL", "redis://localhost:6379/0")
     # The broker plane (each channel's history, meta, idempotency keys, job record and pub/sub)
     # sharded by channel over these standalone Redis servers (pushgate/core/sharding.py). None:
@@ -257,6 +260,12 @@ class Settings:
     # A gateway is ready while every broker shard answers; true: while some do (a subscription
     # to a channel of a down shard is answered "unavailable").
     ready_with_shards_down: bool = _env("READY_WITH_SHARDS_DOWN", False)
+    # With redis+sentinel://, a job is accepted (2xx) and a job's outcome is recorded only once
+    # this many replicas have it (WAIT), so that a failover cannot lose it; otherwise the
+    # submission is answered 503 unavailable (retry with the same request_id). Set it to the
+    # number of replicas Sentinel may promote (any of them may be). 0: off.
+    redis_wait_replicas: int = _env("REDIS_WAIT_REPLICAS", 1)
+    redis_wait_timeout: float = _env("REDIS_WAIT_TIMEOUT", 0.5)
     # Redis pub/sub liveness: the gateway pings its pub/sub connection when idle this long.
     pubsub_ping_interval: float = _env("PUBSUB_PING_INTERVAL", 5.0)
     log_format: str = _env("LOG_FORMAT", "text", choices=("text", "json"))
@@ -314,9 +323,33 @@ class Settings:
         """
         problems: list[str] = []
         settings: Settings = read_settings(cls, environ, problems)
+        problems += redis_url_problems(settings.redis_url)
         if problems:
             raise SettingsError("\n".join(problems))
         return settings
+
+    @property
+    def wait_replicas(self) -> int:
+        """Replicas a write must reach before it counts: only behind Sentinel."""
+        return self.redis_wait_replicas if is_sentinel_url(self.redis_url) else 0
+
+
+def redis_url_problems(url: str) -> list[str]:
+    """Every reason a ``redis+sentinel://`` ``PUSHGATE_REDIS_URL`` cannot be used, each naming
+    the variable (other URLs are redis-py's to read)."""
+    if not is_sentinel_url(url):
+        return []
+    shown = _without_password(url)
+    return [f"PUSHGATE_REDIS_URL={shown!r}: {problem}" for problem in sentinel_url_problems(url)]
+
+
+def _without_password(url: str) -> str:
+    """``url`` fit for a message: its password (between ``:`` and ``@``) starred out."""
+    head, at, tail = url.rpartition("@")
+    if not at or ":" not in head.partition("://")[2]:
+        return url
+    scheme_user, _, _password = head.rpartition(":")
+    return f"{scheme_user}:***@{tail}"
 
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")

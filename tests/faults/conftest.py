@@ -18,6 +18,7 @@ from arq.constants import health_check_key_suffix
 from pushgate.broker import jobqueue
 from pushgate.broker.keys import QUEUE_NAME
 from pushgate.broker.store import Backend, job_history
+from pushgate.cli.redis_sentinel import SentinelGroup
 from pushgate.cli.redis_server import RedisServer
 from pushgate.core.events import TERMINAL_TYPES
 from pushgate.core.settings import Settings
@@ -104,12 +105,16 @@ def attempts(events: list[Event]) -> list[int]:
 
 
 class FaultStack:
-    """One gateway and workers (``python -m worker`` unless told) on a Redis tests may kill."""
+    """One gateway and workers (``python -m worker`` unless told) on a Redis tests may kill;
+    behind Sentinel, ``group`` is the Sentinel group and ``redis`` its first master."""
 
-    def __init__(self, redis: RedisServer, stack: Stack) -> None:
+    def __init__(
+        self, redis: RedisServer, stack: Stack, group: SentinelGroup | None = None
+    ) -> None:
         self.redis = redis
         self.stack = stack
-        self._client = jobqueue.connect(redis.url)
+        self.group = group
+        self._client = jobqueue.connect(stack.redis_url)
         self._backend = Backend(self._client, jobs=job_history(Settings().history))
 
     async def aclose(self) -> None:
@@ -151,13 +156,17 @@ class FaultStack:
 
         return await until(check, timeout, f"job {request_id}: {what}")
 
+    async def queued(self, request_id: str) -> bool:
+        """Whether arq still holds the job (queued, or running and not yet marked done)."""
+        return await self._client.zscore(QUEUE_NAME, request_id) is not None
+
     async def outcome(self, request_id: str, timeout: float) -> list[Event]:
         """The job's events once it has ended: its terminal event is out, and arq has let go of
         it, so no re-run can follow."""
         await self.wait_events(request_id, finished, timeout, "a terminal event")
 
         async def dequeued() -> bool:
-            return await self._client.zscore(QUEUE_NAME, request_id) is None
+            return not await self.queued(request_id)
 
         await until(dequeued, timeout, f"job {request_id} leaves arq's queue")
         return await self.events(request_id)
@@ -193,3 +202,23 @@ async def fault_stack() -> AsyncIterator[MakeFaultStack]:
             return faults
 
         yield make
+
+
+@pytest.fixture
+async def sentinel_stack(request: pytest.FixtureRequest) -> AsyncIterator[FaultStack]:
+    """A FaultStack behind Sentinel: a master, a replica (or as many as the test's indirect
+    parameter says, every one of them waited for) and three sentinels, one ``pushgate gateway``
+    and one ``python -m worker`` (polling), all on the group's redis+sentinel:// URL."""
+    replicas = getattr(request, "param", 1)
+    env = {**FAULT_ENV, "PUSHGATE_REDIS_WAIT_REPLICAS": str(replicas)}
+    async with AsyncExitStack() as cleanup:
+        group = SentinelGroup(replicas=replicas).start()
+        cleanup.callback(group.stop)
+        stack = cleanup.enter_context(
+            Stack(group.url, gateways=0, workers=0, env=env, worker_argv=MODULE_WORKER)
+        )
+        stack.start_drainable_gateway()
+        faults = FaultStack(group.master, stack, group)
+        cleanup.push_async_callback(faults.aclose)
+        await faults.start_worker()
+        yield faults

@@ -26,12 +26,14 @@ import redis
 import redis.asyncio as aioredis
 
 from gateway.delivery.hub import Hub
+from pushgate.broker import jobqueue
 from pushgate.broker.pubsub import PubSubConnection
 from pushgate.broker.shards import ShardedStore
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port, spawn, stop
 from pushgate.cli.redis_server import find_redis_server
 from pushgate.client import Position, PushgateClient, Subscription
+from pushgate.core.redis_url import is_sentinel_url
 from pushgate.core.wire import OffsetKey, parse_offset
 from tests.conftest import OPEN_ENV
 from tests.stack import MODULE_WORKER, Stack
@@ -216,11 +218,16 @@ class Acked:
 def store_on(urls: Sequence[str]) -> ShardedStore:
     """The broker plane over ``urls`` (one per shard, in order), as gateways and workers see it,
     with clients whose calls fail within a second while their Redis is down."""
-    clients = [
-        (url, aioredis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1))
-        for url in urls
-    ]
-    return ShardedStore.over(clients, POLICY, owned=True)
+    return ShardedStore.over([(url, _client(url)) for url in urls], POLICY, owned=True)
+
+
+def _client(url: str) -> aioredis.Redis:
+    client: aioredis.Redis = (
+        jobqueue.connect(url, socket_timeout=1)  # follows the master the sentinels name
+        if is_sentinel_url(url)
+        else aioredis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    )
+    return client
 
 
 class Publisher:
@@ -235,8 +242,11 @@ class Publisher:
         *,
         rate: float,
         pad: Mapping[str, int] | None = None,
+        replicas: int = 0,
     ) -> None:
+        """``replicas``: a publication counts only once that many replicas have it (WAIT)."""
         self._pad = dict(pad or {})  # bytes of padding in each publication, per channel
+        self._replicas = replicas
         self._backend = store_on([redis_url] if isinstance(redis_url, str) else redis_url)
         self._channels = list(channels)
         self._period = 1.0 / rate
@@ -258,6 +268,8 @@ class Publisher:
                 data["pad"] = "x" * self._pad[channel]
             try:
                 offset, epoch = await self._backend.publish(channel, data, POLICY)
+                shard = self._backend.shards[self._backend.shard_of(channel)]
+                await jobqueue.wait_for_replicas(shard.redis, self._replicas, 1.0)
             except (redis.RedisError, OSError):
                 self.failures += 1
             else:

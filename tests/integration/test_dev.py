@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from pushgate.cli.processes import free_port, is_alive
+from pushgate.cli.redis_sentinel import SentinelGroup
 from tests.origin import Origin
 from tests.wsclient import read_all
 
@@ -50,19 +51,28 @@ def wait_for_banner(process: subprocess.Popen[str]) -> str:
     raise AssertionError("pushgate dev did not start:\n" + "".join(lines))
 
 
-async def test_dev_runs_everything_and_ctrl_c_leaves_nothing(origin: Origin) -> None:
-    port = free_port()
+PUSHGATE = Path(sys.executable).parent / "pushgate"
+
+
+def start_dev(port: int, redis_url: str | None) -> subprocess.Popen[str]:
+    """``pushgate dev`` on ``port``, its banner readable; ``redis_url`` None: embedded Redis."""
     env = {k: v for k, v in os.environ.items() if k != "PUSHGATE_REDIS_URL"}
+    if redis_url is not None:
+        env["PUSHGATE_REDIS_URL"] = redis_url
     env["PUSHGATE_ALLOW_PRIVATE_ADDRESSES"] = "true"
     env["PYTHONUNBUFFERED"] = "1"
-    pushgate = Path(sys.executable).parent / "pushgate"
-    process = subprocess.Popen(
-        [str(pushgate), "dev", "--port", str(port)],
+    return subprocess.Popen(
+        [str(PUSHGATE), "dev", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+
+
+async def test_dev_runs_everything_and_ctrl_c_leaves_nothing(origin: Origin) -> None:
+    port = free_port()
+    process = start_dev(port, None)
     try:
         banner = wait_for_banner(process)
         assert "(embedded" in banner
@@ -88,3 +98,29 @@ async def test_dev_runs_everything_and_ctrl_c_leaves_nothing(origin: Origin) -> 
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+async def test_dev_behind_sentinel_runs_jobs_on_the_master_it_names(origin: Origin) -> None:
+    """``pushgate dev`` with a redis+sentinel:// URL: no embedded Redis; the gateway and the
+    worker use the master the sentinels name, and ``pushgate status`` shows it."""
+    group = SentinelGroup().start()
+    port = free_port()
+    process = start_dev(port, group.url)
+    try:
+        banner = wait_for_banner(process)
+        assert "(embedded" not in banner and group.url in banner
+        base = f"http://127.0.0.1:{port}"
+        response = httpx.post(f"{base}/jobs", json={"url": origin.url("/pages/links.html")})
+        assert response.status_code == 202
+        transcript = await read_all(f"ws://127.0.0.1:{port}{response.json()['ws_url']}")
+        assert transcript.types == ["queued", "started", "result"]
+        status = subprocess.run(
+            [str(PUSHGATE), "status", base], capture_output=True, text=True, timeout=30
+        )
+        assert f"127.0.0.1:{group.master.port} (sentinel pushgate) ok" in status.stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        assert process.stdout is not None
+        process.stdout.close()
+        group.stop()
