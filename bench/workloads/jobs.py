@@ -1,7 +1,7 @@
 """jobs: scrape jobs submitted over HTTP, results followed over WebSocket, against a local origin.
 
-pushgate only (no peer has this feature): one gateway (uvicorn), 1 or 2 workers (``arq
-worker.WorkerSettings``, pushgate's defaults), a fresh Redis, and a Node origin serving a small
+pushgate only (no peer has this feature): one gateway (uvicorn), 1 or 2 workers (``python -m
+worker``, as deployed, with pushgate's defaults), a fresh Redis, and a Node origin serving a small
 page. js/jobs.js submits with ``POST /jobs`` and follows ``WS /ws/jobs/{id}``; latency runs from
 just before the POST to the arrival of the ``result`` frame. First at a fixed rate (open loop),
 then as fast as possible with a fixed number of jobs in flight (closed loop).
@@ -16,11 +16,11 @@ import time
 from typing import Any
 
 from bench import pages, systems
-from bench.procs import VENV_BIN, Child, CpuMeter, memory_kb
+from bench.procs import Child, CpuMeter, memory_kb
 from bench.report import Column, Table
 from bench.stats import Histogram
 from bench.workloads.common import Context
-from pushgate.cli.processes import free_port
+from pushgate.cli.processes import free_port, python_module
 
 WORKER_READY_S = 30.0
 TARGET_P50_MS = 20.0
@@ -70,7 +70,7 @@ async def _run_workers(ctx: Context, workers: int) -> list[dict[str, Any]]:
     for n in range(workers):
         worker = await ctx.children.start(
             f"worker{n}",
-            [str(VENV_BIN / "arq"), "worker.WorkerSettings"],
+            python_module("worker"),
             env=env,
             cwd=systems.REPO,
         )
