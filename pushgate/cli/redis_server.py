@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -39,7 +40,8 @@ def find_redis_server() -> str:
 class RedisServer:
     """Start with ``start()``; ``stop()`` ends it by pid and removes its directory.
 
-    Nothing is kept on disk, unless ``appendonly``: then every write is in an append-only file
+    ``extra_args`` go last on its command line (e.g. the tests' cluster mode). Nothing is kept
+    on disk, unless ``appendonly``: then every write is in an append-only file
     (fsynced at once) in its directory, and a server started again there has it all back.
     """
 
@@ -50,9 +52,11 @@ class RedisServer:
         quiet: bool = True,
         password: str | None = None,
         appendonly: bool = False,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self._appendonly = appendonly
+        self._extra_args = tuple(extra_args)
         credentials = f":{password}@" if password else ""
         self.url = f"redis://{credentials}127.0.0.1:{self.port}/0"
         self._password = password
@@ -70,6 +74,7 @@ class RedisServer:
             "--appendonly", *aof,
             "--dir", self._dir.name,
             *(["--requirepass", self._password] if self._password else []),
+            *self._extra_args,
         ]  # fmt: skip
         self.process = spawn(argv, quiet=self._quiet)
         self._wait_until_ready()
