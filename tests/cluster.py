@@ -110,7 +110,9 @@ class LocalCluster:
             info = str(self.command(port, "CLUSTER", "INFO"))
             if "cluster_state:ok" not in info:
                 return False
-            views.append(sorted((a, b, m[1]) for a, b, m, *_ in self.command(port, "CLUSTER", "SLOTS")))
+            views.append(
+                sorted((a, b, m[1]) for a, b, m, *_ in self.command(port, "CLUSTER", "SLOTS"))
+            )
         return all(view == views[0] for view in views)
 
     def move_slot(self, slot: int, to: int, *, between: Callable[[], None] | None = None) -> None:
