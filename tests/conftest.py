@@ -10,6 +10,7 @@ import jwt
 import pytest
 
 from pushgate.cli.redis_server import RedisServer
+from tests.cluster import LocalCluster
 from tests.origin import Origin, start_origin
 from tests.stack import Stack
 
@@ -29,6 +30,27 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real Redis Cluster of three masters on free loopback ports, for tests that leave its
+    layout as they found it (tests that move slots or kill masters start their own)."""
+    cluster = LocalCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[LocalCluster]:
+    """A Redis Cluster of this test's own, to reshape (move slots, kill masters)."""
+    cluster = LocalCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 # What `pushgate dev` runs with: no auth, and a chat namespace clients may publish to.

@@ -116,7 +116,9 @@ class ClusterStore(Backend):
         NOSCRIPT (it did not run) runs again alone, which loads the script first."""
         pipe = self._cluster.pipeline()
         for keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *map(str, args))
+            # redis-py blocks its pipeline's ``evalsha`` method on a cluster, not the command:
+            # it routes an EVALSHA by its keys like any other.
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         for index, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
