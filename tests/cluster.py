@@ -74,7 +74,7 @@ class LocalCluster:
             server.stop()
 
     def command(self, port: int, *args: str | int) -> Any:
-        return self.client(port).execute_command(*args)
+        return self.client(port).execute_command(*args)  # type: ignore[no-untyped-call]
 
     def node_id(self, port: int) -> str:
         return str(self.command(port, "CLUSTER", "MYID"))

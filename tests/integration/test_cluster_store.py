@@ -108,12 +108,17 @@ async def test_jobs_on_every_master(redis_cluster: LocalCluster, store: ClusterS
         assert job.status is JobStatus.QUEUED
         assert not (await store.create_job(request_id, "https://example.com/", "bob"))[0]
         assert await store.publish_job_event(request_id, events.started(request_id, "u", 1))
-        done = {"type": "result", "request_id": request_id, "url": "u", "title": "t"}
+        done = events.result(
+            request_id, "u", final_url="u", status_code=200, title="t", links=[],
+            links_truncated=False, elapsed_ms=1,
+        )  # fmt: skip
         assert await store.publish_job_event(request_id, done)
         assert await store.publish_job_event(request_id, events.started(request_id, "u", 1)) is None
         record = await store.get_job(request_id)
         assert record is not None
         assert record.status is JobStatus.DONE
+        assert record.result is not None
+        assert record.result["title"] == "t"
         assert record.owner == "alice"
         types = [p.data for p in await store.history(job_channel(request_id))]
         assert len(types) == 3

@@ -3,6 +3,8 @@ replies captured from a real three-master cluster (Redis 7.0.15)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pushgate.broker import keys
@@ -58,7 +60,7 @@ def test_a_job_record_shares_its_job_channel_slot() -> None:
     assert key_slot(keys.job_key("r-42")) == key_slot(keys.history_key(channel))
 
 
-SHARDS_REPLY = [
+SHARDS_REPLY: list[Any] = [
     ["slots", [5461, 10922], "nodes", [
         ["id", "631d", "port", 52353, "ip", "127.0.0.1", "endpoint", "127.0.0.1",
          "role", "master", "replication-offset", 0, "health", "online"],
@@ -97,7 +99,8 @@ def test_topology_replies_give_every_slot_its_master(slot_map: SlotMap) -> None:
 
 
 def test_a_failed_master_leaves_its_slots_uncovered() -> None:
-    failed = [[*SHARDS_REPLY[0][:3], [[*SHARDS_REPLY[0][3][0][:-1], "fail"]]]]
+    node = ["id", "631d", "port", 52353, "ip", "127.0.0.1", "role", "master", "health", "fail"]
+    failed = [["slots", [5461, 10922], "nodes", [node]]]
     assert parse_cluster_shards(failed).owner(6000) is None
 
 
