@@ -70,86 +70,32 @@ def command(*args: str) -> bytes:
     return b"".join(parts)
 
 
-class PubSubConnection:
-    """Subscribe and unsubscribe from any task; exactly one task may call ``next_events``."""
+class RespLink:
+    """One RESP connection read in batches: connect (and AUTH), write commands, and read every
+    complete reply that has arrived at once, pinging when idle to find a silent dead peer.
+    ``options`` are redis-py's ``parse_url`` options (host, port, TLS, credentials)."""
 
-    def __init__(self, redis_url: str, *, ping_interval: float) -> None:
-        self._options: dict[str, Any] = dict(parse_url(redis_url))
+    def __init__(self, options: dict[str, Any], *, ping_interval: float) -> None:
+        self._options = options
         self._ping_interval = ping_interval
-        self._names: set[str] = {CONTROL_CHANNEL}  # what we want subscribed, by Redis name
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._parser = hiredis.Reader(encoding="utf-8", errors="replace")
 
-    async def start(self) -> None:
-        await self._connect()
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
 
-    async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    def subscribe(self, channel: str) -> bool:
-        """Ask Redis to subscribe; False when disconnected (the reconnect will do it)."""
-        name = redis_channel(channel)
-        self._names.add(name)
-        return self._send(command("SUBSCRIBE", name))
-
-    def unsubscribe(self, channel: str) -> bool:
-        name = redis_channel(channel)
-        self._names.discard(name)
-        return self._send(command("UNSUBSCRIBE", name))
-
-    def _send(self, data: bytes) -> bool:
-        if self._writer is None or self._writer.is_closing():
-            return False
-        self._writer.write(data)
-        return True
-
-    async def next_events(self) -> list[LiveEvent]:
-        """Wait for the next batch: every complete reply that has arrived, decoded."""
-        while True:
-            if self._reader is None:
-                try:
-                    await self._connect()
-                except (OSError, PubSubError, TimeoutError) as exc:
-                    return [Disconnected(str(exc) or type(exc).__name__)]
-            try:
-                events = await self._read()
-            except (OSError, PubSubError, TimeoutError) as exc:
-                await self.close()
-                return [Disconnected(str(exc) or type(exc).__name__)]
-            if events:
-                return events
-
-    async def _read(self) -> list[LiveEvent]:
-        assert self._reader is not None
-        silent = 0
-        while True:
-            try:
-                async with asyncio.timeout(self._ping_interval):
-                    data = await self._reader.read(_READ_SIZE)
-                break
-            except TimeoutError:
-                silent += 1
-                if silent >= _DEAD_AFTER_INTERVALS:
-                    raise TimeoutError("no reply to pings on the pub/sub connection") from None
-                self._send(command("PING"))
-        if not data:
-            raise ConnectionResetError("redis closed the pub/sub connection")
-        self._parser.feed(data)
-        events: list[LiveEvent] = []
-        while (reply := self._parser.gets()) is not False:
-            event = _decode(reply)
-            if event is not None:
-                events.append(event)
-        return events
-
-    async def _connect(self) -> None:
+    async def connect(self) -> None:
         options = self._options
         self._parser = hiredis.Reader(encoding="utf-8", errors="replace")
+        try:
+            await self._open(options)
+        except BaseException:
+            await self.close()  # a half-open connection must not look connected
+            raise
+
+    async def _open(self, options: dict[str, Any]) -> None:
         async with asyncio.timeout(_CONNECT_TIMEOUT):
             if options.get("connection_class") is UnixDomainSocketConnection:
                 reader, writer = await asyncio.open_unix_connection(options["path"])
@@ -162,22 +108,111 @@ class PubSubConnection:
             self._reader, self._writer = reader, writer
             if options.get("password"):
                 await self._authenticate(options.get("username"), options["password"])
-        # Every channel we want, the control channel included: confirmations follow.
-        writer.write(b"".join(command("SUBSCRIBE", name) for name in sorted(self._names)))
 
-    async def _authenticate(self, username: str | None, password: str) -> None:
+    async def close(self) -> None:
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    def send(self, data: bytes) -> bool:
+        """Write ``data``; False when disconnected."""
+        if self._writer is None or self._writer.is_closing():
+            return False
+        self._writer.write(data)
+        return True
+
+    async def read(self) -> list[Any]:
+        """Every complete reply that has arrived (errors as ``hiredis.ReplyError``), waiting
+        for at least one socket read; raises when the connection broke or went silent."""
         assert self._reader is not None
-        assert self._writer is not None
-        args = ("AUTH", username, password) if username else ("AUTH", password)
-        self._writer.write(command(*args))
+        silent = 0
+        while True:
+            try:
+                async with asyncio.timeout(self._ping_interval):
+                    data = await self._reader.read(_READ_SIZE)
+                break
+            except TimeoutError:
+                silent += 1
+                if silent >= _DEAD_AFTER_INTERVALS:
+                    raise TimeoutError("no reply to pings on the pub/sub connection") from None
+                self.send(command("PING"))
+        if not data:
+            raise ConnectionResetError("redis closed the pub/sub connection")
+        self._parser.feed(data)
+        replies = []
+        while (reply := self._parser.gets()) is not False:
+            replies.append(reply)
+        return replies
+
+    async def request(self, *args: str) -> Any:
+        """Send one command and wait for its reply (before any subscription: nothing else
+        arrives meanwhile)."""
+        assert self._reader is not None
+        self.send(command(*args))
         while (reply := self._parser.gets()) is False:
             data = await self._reader.read(_READ_SIZE)
             if not data:
-                raise ConnectionResetError("redis closed the connection during AUTH")
+                raise ConnectionResetError(f"redis closed the connection during {args[0]}")
             self._parser.feed(data)
+        return reply
+
+    async def _authenticate(self, username: str | None, password: str) -> None:
+        args = ("AUTH", username, password) if username else ("AUTH", password)
+        reply = await self.request(*args)
         if isinstance(reply, hiredis.ReplyError):
             await self.close()
             raise PubSubError(f"redis refused AUTH: {reply}")
+
+
+class PubSubConnection:
+    """Subscribe and unsubscribe from any task; exactly one task may call ``next_events``."""
+
+    def __init__(self, redis_url: str, *, ping_interval: float) -> None:
+        self._link = RespLink(dict(parse_url(redis_url)), ping_interval=ping_interval)
+        self._names: set[str] = {CONTROL_CHANNEL}  # what we want subscribed, by Redis name
+        self._down = True  # next_events connects first
+
+    async def start(self) -> None:
+        await self._connect()
+
+    async def close(self) -> None:
+        self._down = True
+        await self._link.close()
+
+    def subscribe(self, channel: str) -> bool:
+        """Ask Redis to subscribe; False when disconnected (the reconnect will do it)."""
+        name = redis_channel(channel)
+        self._names.add(name)
+        return self._link.send(command("SUBSCRIBE", name))
+
+    def unsubscribe(self, channel: str) -> bool:
+        name = redis_channel(channel)
+        self._names.discard(name)
+        return self._link.send(command("UNSUBSCRIBE", name))
+
+    async def next_events(self) -> list[LiveEvent]:
+        """Wait for the next batch: every complete reply that has arrived, decoded."""
+        while True:
+            if self._down:
+                try:
+                    await self._connect()
+                except (OSError, PubSubError, TimeoutError) as exc:
+                    return [Disconnected(str(exc) or type(exc).__name__)]
+            try:
+                events = [e for r in await self._link.read() if (e := _decode(r)) is not None]
+            except (OSError, PubSubError, TimeoutError) as exc:
+                await self.close()
+                return [Disconnected(str(exc) or type(exc).__name__)]
+            if events:
+                return events
+
+    async def _connect(self) -> None:
+        await self._link.connect()
+        self._down = False
+        # Every channel we want, the control channel included: confirmations follow.
+        self._link.send(b"".join(command("SUBSCRIBE", name) for name in sorted(self._names)))
 
 
 def _decode(reply: Any) -> LiveEvent | None:
