@@ -4,17 +4,24 @@ one slot to another master, killing a master)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 
+from pushgate.broker.cluster_pubsub import ClusterEvent, ClusterPubSub, Resubscribed
+from pushgate.broker.cluster_store import ClusterStore
+from pushgate.broker.keys import redis_channel
+from pushgate.broker.pubsub import Confirmed
 from pushgate.cli.processes import free_port
 from pushgate.cli.redis_server import RedisServer
+from pushgate.core.wire import OffsetKey, Publication
 
 READY_TIMEOUT = 20.0
 _BUS_OFFSET = 10000
@@ -89,6 +96,18 @@ class LocalCluster:
             if first <= slot <= last:
                 return int(master[1])
         raise AssertionError(f"slot {slot} is not covered")
+
+    def spread(self, prefix: str, per_master: int = 2) -> dict[int, list[str]]:
+        """Channel names, ``per_master`` owned by each master (by Redis's own KEYSLOT)."""
+        owned: dict[int, list[str]] = {port: [] for port in self.ports}
+        for i in range(1000):
+            channel = f"{prefix}{i}"
+            port = self.owner(self.slot(redis_channel(channel)))
+            if len(owned[port]) < per_master:
+                owned[port].append(channel)
+            if all(len(names) == per_master for names in owned.values()):
+                return owned
+        raise AssertionError("could not spread channels over every master")
 
     def alive(self) -> list[int]:
         return [s.port for s in self.servers if s.process is not None and s.process.poll() is None]
@@ -165,3 +184,79 @@ def _redis_cli() -> str:
     if found is None:
         raise RuntimeError("redis-cli is not on PATH: the cluster tests need it")
     return found
+
+
+class Consumer:
+    """Reads a ClusterPubSub as the hub would: each channel's publications once and in offset
+    order, reading the history after its last offset whenever the live stream had a gap (a
+    ``Resubscribed``, or a ``Confirmed`` resubscription of a channel already live)."""
+
+    def __init__(self, reader: ClusterPubSub, store: ClusterStore) -> None:
+        self.reader = reader
+        self.store = store
+        self.offsets: dict[str, list[str]] = {}
+        self.from_history: dict[str, int] = {}
+        self.lost: set[str] = set()  # the history no longer covered a gap: told, not silent
+        self.events: list[ClusterEvent] = []  # everything but publications, in order
+        self.live: set[str] = set()
+        self._last: dict[str, OffsetKey] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            for event in await self.reader.next_events():
+                await self._handle(event)
+
+    async def _handle(self, event: ClusterEvent) -> None:
+        if isinstance(event, Publication):
+            self._take(event)
+            return
+        self.events.append(event)
+        if isinstance(event, Resubscribed) or (
+            isinstance(event, Confirmed) and event.subscribed and event.channel in self.live
+        ):
+            await self._catch_up(event.channel)
+        if isinstance(event, Confirmed):
+            (self.live.add if event.subscribed else self.live.discard)(event.channel)
+
+    def _take(self, publication: Publication, *, replayed: bool = False) -> None:
+        channel = publication.channel
+        last = self._last.get(channel)
+        if last is not None and publication.key <= last:
+            return  # already had it (live and replayed overlap)
+        self._last[channel] = publication.key
+        self.offsets.setdefault(channel, []).append(publication.offset)
+        if replayed:
+            self.from_history[channel] = self.from_history.get(channel, 0) + 1
+
+    async def _catch_up(self, channel: str) -> None:
+        last = self._last.get(channel)
+        after = None if last is None else "{}-{}".format(*last)
+        replay = await self.store.replay(channel, after=after, since_epoch=None)
+        if after is not None and not replay.recovered:
+            self.lost.add(channel)
+        for publication in replay.publications:
+            self._take(publication, replayed=True)
+
+    async def until(self, check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+        """Wait (bounded) until ``check()`` holds."""
+        deadline = time.monotonic() + timeout
+        for _ in range(int(timeout / POLL) + 1):
+            if check():
+                return
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(POLL)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def confirmed(self, channels: Iterable[str]) -> bool:
+        return set(channels) <= self.live

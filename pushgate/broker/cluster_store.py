@@ -23,12 +23,13 @@ channel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+from redis.typing import EncodableT, KeyT
 
 from pushgate.broker import scripts
 from pushgate.broker.cluster_slots import key_slot
@@ -51,6 +52,25 @@ def cluster_client(url: str) -> RedisCluster:
     return client
 
 
+class _ClusterScript(AsyncScript):
+    """A script run by EVALSHA on its keys' master, or by EVAL there when that master lacks it
+    (new, restarted, or a promoted replica): redis-py's own fallback loads it on every primary
+    first, so one master down would fail scripts on all of them."""
+
+    async def __call__(
+        self,
+        keys: Sequence[KeyT] | None = None,
+        args: Iterable[EncodableT] | None = None,
+        client: Redis | None = None,
+    ) -> Any:
+        target = client or self.registered_client
+        call = (len(keys or ()), *(keys or ()), *(args or ()))
+        try:
+            return await target.execute_command("EVALSHA", self.sha, *call)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            return await target.execute_command("EVAL", self.script, *call)  # type: ignore[no-untyped-call]
+
+
 def _entry(raw: list[Any]) -> Entry:
     """A stream entry as Lua returns it ({id, {field, value, ...}}) in redis-py's shape."""
     entry_id, flat = raw
@@ -67,9 +87,9 @@ class ClusterStore(Backend):
         self._read_script = self._script(scripts.READ_SCRIPT)
 
     def _script(self, text: str) -> AsyncScript:
-        # redis-py types scripts for its single-node client only; the cluster client has
-        # every command a script calls (EVALSHA, SCRIPT LOAD), routed by the script's keys.
-        return AsyncScript(cast(Redis, self._cluster), text)
+        # redis-py types scripts for its single-node client only; the cluster client routes
+        # EVALSHA and EVAL by the script's keys.
+        return _ClusterScript(cast(Redis, self._cluster), text)
 
     async def _read(
         self, channel: str, first: str, limit: int | None, *, newest_first: bool = False
@@ -123,7 +143,7 @@ class ClusterStore(Backend):
         for index, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):
                 keys, args = calls[index]
-                replies[index] = await script(keys=keys, args=args)
+                replies[index] = await script(keys=keys, args=args)  # sends the script itself
             elif isinstance(reply, Exception):
                 raise reply
         return replies

@@ -26,21 +26,6 @@ POLICY = HistoryPolicy(size=100, ttl=60)
 WAIT = 5.0
 
 
-def spread_channels(
-    cluster: LocalCluster, prefix: str, per_master: int = 2
-) -> dict[int, list[str]]:
-    """Channel names, ``per_master`` owned by each master (by Redis's own KEYSLOT)."""
-    owned: dict[int, list[str]] = {port: [] for port in cluster.ports}
-    for i in range(1000):
-        channel = f"{prefix}{i}"
-        port = cluster.owner(cluster.slot(keys.redis_channel(channel)))
-        if len(owned[port]) < per_master:
-            owned[port].append(channel)
-        if all(len(names) == per_master for names in owned.values()):
-            return owned
-    raise AssertionError("could not spread channels over every master")
-
-
 @pytest.fixture
 async def store(redis_cluster: LocalCluster) -> AsyncIterator[ClusterStore]:
     client = cluster_client(redis_cluster.url)
@@ -57,7 +42,7 @@ def test_key_slot_agrees_with_the_server_on_random_keys(redis_cluster: LocalClus
 
 
 async def test_round_trip_on_every_master(redis_cluster: LocalCluster, store: ClusterStore) -> None:
-    owned = spread_channels(redis_cluster, "chat:rt")
+    owned = redis_cluster.spread("chat:rt")
     for port, channels in owned.items():
         for channel in channels:
             first = await store.publish(channel, {"n": 1}, POLICY)
@@ -80,7 +65,7 @@ async def test_round_trip_on_every_master(redis_cluster: LocalCluster, store: Cl
 async def test_publish_many_and_positions_span_every_master(
     redis_cluster: LocalCluster, store: ClusterStore
 ) -> None:
-    channels = [c for names in spread_channels(redis_cluster, "chat:many").values() for c in names]
+    channels = [c for names in redis_cluster.spread("chat:many").values() for c in names]
     items = [(channels[i % len(channels)], {"i": i}) for i in range(60)]
     positions = await store.publish_many(items, POLICY)
     for channel in channels:

@@ -1,0 +1,125 @@
+"""Faults of a real Redis Cluster under the sharded pub/sub reader: a test channel's slot moves
+to another master while it is published to, and a master is SIGKILLed. The consumer (reading
+live, and the history after each gap, as the hub does) must end with every publication once and
+in order, or be told; a dead master affects only its own channels."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from pushgate.broker.cluster_pubsub import ClusterPubSub, NodeDisconnected, Resubscribed
+from pushgate.broker.cluster_store import ClusterStore, cluster_client
+from pushgate.broker.keys import redis_channel
+from pushgate.broker.store import HistoryPolicy
+from tests.cluster import Consumer, LocalCluster
+from tests.faults.conftest import Figures
+
+POLICY = HistoryPolicy(size=10_000, ttl=60)
+# Publications made while the slot's keys are on the new master but its old one still owns it
+# (writes are ASKed there, live fan-out reaches nobody): only the history has them.
+ASK_WINDOW = 0.3
+
+
+@pytest.fixture
+async def consumer(own_cluster: LocalCluster) -> AsyncIterator[Consumer]:
+    client = cluster_client(own_cluster.url)
+    reader = ClusterPubSub(own_cluster.url, ping_interval=0.5)
+    await reader.start()
+    store = ClusterStore(client, jobs=POLICY)
+    assert await store.ping()  # the client learns every master now, not from a dead seed later
+    running = Consumer(reader, store)
+    running.start()
+    yield running
+    await running.stop()
+    await reader.close()
+    await client.aclose()
+
+
+async def publish_until(
+    store: ClusterStore, channels: list[str], done: asyncio.Event
+) -> dict[str, list[str]]:
+    """Publish to each channel in turn until ``done`` (bounded), then once more."""
+    published: dict[str, list[str]] = {channel: [] for channel in channels}
+    for i in range(20_000):
+        for channel in channels:
+            offset, _ = await store.publish(channel, {"i": i}, POLICY)
+            published[channel].append(offset)
+        if done.is_set():
+            break
+        await asyncio.sleep(0.002)
+    return published
+
+
+async def test_slot_migration_mid_stream_loses_nothing(
+    own_cluster: LocalCluster, consumer: Consumer, figures: Figures
+) -> None:
+    owned = own_cluster.spread("chat:move", per_master=1)
+    source, target, bystander = own_cluster.ports
+    moving, staying = owned[source][0], owned[bystander][0]
+    for channel in (moving, staying):
+        consumer.reader.subscribe(channel)
+    await consumer.until(lambda: consumer.confirmed([moving, staying]), "both confirmed")
+    slot = own_cluster.slot(redis_channel(moving))
+    done = asyncio.Event()
+    publisher = asyncio.create_task(publish_until(consumer.store, [moving, staying], done))
+    await asyncio.sleep(0.2)  # a stream is flowing before the move
+    started = time.monotonic()
+    await asyncio.to_thread(
+        own_cluster.move_slot, slot, target, between=lambda: time.sleep(ASK_WINDOW)
+    )
+    await consumer.until(
+        lambda: any(isinstance(e, Resubscribed) and e.channel == moving for e in consumer.events),
+        "the moved channel resubscribed on its new master",
+    )
+    figures.add("slot move to resubscribed (s)", f"{time.monotonic() - started:.2f}")
+    await asyncio.sleep(0.2)  # and the stream goes on after it
+    done.set()
+    published = await publisher
+    await consumer.until(lambda: consumer.offsets == published, "every publication, once, in order")
+    assert consumer.reader.node_of(moving) == f"127.0.0.1:{target}"
+    assert own_cluster.owner(slot) == target
+    assert not consumer.lost
+    # The gap was real: what was published in the ASK window came only from the history.
+    assert consumer.from_history.get(moving, 0) > 0
+    assert staying not in consumer.from_history
+    assert not [e for e in consumer.events if isinstance(e, Resubscribed) and e.channel != moving]
+    figures.add("publications on the moved channel", len(published[moving]))
+    figures.add("of them read from history after the gap", consumer.from_history[moving])
+
+
+async def test_a_killed_master_disconnects_only_its_channels(
+    own_cluster: LocalCluster, consumer: Consumer
+) -> None:
+    owned = own_cluster.spread("chat:kill")
+    channels = [channel for names in owned.values() for channel in names]
+    for channel in channels:
+        consumer.reader.subscribe(channel)
+    await consumer.until(lambda: consumer.confirmed(channels), "every subscription confirmed")
+    victim, *survivors = own_cluster.ports  # the seed node of both clients, too
+    own_cluster.kill(victim)
+    await consumer.until(
+        lambda: any(isinstance(e, NodeDisconnected) for e in consumer.events), "a disconnect"
+    )
+    down = [e for e in consumer.events if isinstance(e, NodeDisconnected)]
+    assert [(e.node, e.channels) for e in down] == [
+        (f"127.0.0.1:{victim}", frozenset(owned[victim]))
+    ]
+    # The other masters' channels stay live: publications still arrive, no gap, no resubscribe.
+    expected = {
+        channel: list(consumer.offsets.get(channel, [])) for p in survivors for channel in owned[p]
+    }
+    for i in range(20):
+        for port in survivors:
+            for channel in owned[port]:
+                offset, _ = await consumer.store.publish(channel, {"i": i}, POLICY)
+                expected[channel].append(offset)
+    await consumer.until(
+        lambda: all(consumer.offsets.get(c) == o for c, o in expected.items()),
+        "the survivors' publications",
+    )
+    assert not [e for e in consumer.events if isinstance(e, Resubscribed)]
+    assert [e for e in consumer.events if isinstance(e, NodeDisconnected)] == down
