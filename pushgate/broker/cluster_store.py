@@ -16,19 +16,23 @@ sharded channel of that same tag, which reaches only the subscribers of the owni
 replicas): ``cluster_pubsub`` reads it there.
 
 Differences from ``Backend``, and why: the cluster client has no MULTI, so a channel read is one
-Lua script (``scripts.READ_SCRIPT``); ``publish_many`` and ``positions`` span slots, so they go
-as one ``ClusterPipeline`` (one round trip per master) of per-slot script calls, in order per
-channel.
+Lua script (``scripts.READ_SCRIPT``); ``publish_many`` and ``positions`` span slots, so they are
+per-slot script calls, in order per slot and a few slots at a time. ``cluster_client`` turns
+redis-py's cluster retries off: they re-send a script whose reply was lost (a publication stored
+twice, seen with concurrent publishers during a slot move). A script a master lacks is sent
+there by EVAL (redis-py's SCRIPT LOAD goes to every primary, and fails while one is down).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import PipelineCommand
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ClusterError, NoScriptError
 from redis.typing import EncodableT, KeyT
 
 from pushgate.broker import scripts
@@ -45,17 +49,36 @@ from pushgate.broker.store import (
     publish_many_call,
 )
 
+# Script calls of one batch in flight at once (each holds a connection to its master).
+_CONCURRENCY = 16
+
 
 def cluster_client(url: str) -> RedisCluster:
-    """A cluster client from any node's URL (it reads the whole map from there)."""
-    client: RedisCluster = RedisCluster.from_url(url)
+    """A cluster client from any node's URL (it reads the whole map from there) that never
+    sends a command twice: redis-py's cluster retries re-run a script whose reply was lost
+    (a publication stored twice), and a full map refresh every few MOVED closes every
+    connection, failing commands in flight on all masters. MOVED still patches the slot map."""
+    client: RedisCluster = RedisCluster.from_url(
+        url, cluster_error_retry_attempts=0, reinitialize_steps=0
+    )
     return client
 
 
 class _ClusterScript(AsyncScript):
     """A script run by EVALSHA on its keys' master, or by EVAL there when that master lacks it
     (new, restarted, or a promoted replica): redis-py's own fallback loads it on every primary
-    first, so one master down would fail scripts on all of them."""
+    first, so one master down would fail scripts on all of them.
+
+    When redis-py gives up following redirects (no attempt ran the script, so another is safe),
+    the call is made by hand: redis-py's ASK handling sends ASKING on one pooled connection and
+    the command on another whenever several are free, which concurrent writers during a slot
+    move hit again and again; by hand, ASKING and the script share one connection."""
+
+    def __init__(self, cluster: RedisCluster, script: str) -> None:
+        # redis-py types scripts for its single-node client only; the cluster client routes
+        # EVALSHA and EVAL by the script's keys.
+        super().__init__(cast(Redis, cluster), script)
+        self._cluster = cluster
 
     async def __call__(
         self,
@@ -63,12 +86,35 @@ class _ClusterScript(AsyncScript):
         args: Iterable[EncodableT] | None = None,
         client: Redis | None = None,
     ) -> Any:
-        target = client or self.registered_client
-        call = (len(keys or ()), *(keys or ()), *(args or ()))
+        keys = list(keys or ())
+        call = (len(keys), *keys, *(args or ()))
         try:
-            return await target.execute_command("EVALSHA", self.sha, *call)  # type: ignore[no-untyped-call]
-        except NoScriptError:
-            return await target.execute_command("EVAL", self.script, *call)  # type: ignore[no-untyped-call]
+            try:
+                return await self._cluster.execute_command("EVALSHA", self.sha, *call)
+            except NoScriptError:
+                return await self._cluster.execute_command("EVAL", self.script, *call)
+        except ClusterError:
+            return await self._by_hand(str(keys[0]), call)
+
+    async def _by_hand(self, key: str, call: tuple[EncodableT, ...]) -> Any:
+        node = self._cluster.get_node_from_key(key)
+        if node is None:
+            raise ClusterError(f"no master known for {key}")
+        try:
+            return await node.execute_command("EVAL", self.script, *call)
+        except AskError as ask:
+            target = self._cluster.get_node(host=ask.host, port=ask.port)
+            if target is None:
+                raise
+            commands = [
+                PipelineCommand(0, "ASKING"),
+                PipelineCommand(1, "EVAL", self.script, *call),
+            ]
+            await target.execute_pipeline(commands)
+            result = commands[1].result
+            if isinstance(result, Exception):
+                raise result from ask
+            return result
 
 
 def _entry(raw: list[Any]) -> Entry:
@@ -87,9 +133,7 @@ class ClusterStore(Backend):
         self._read_script = self._script(scripts.READ_SCRIPT)
 
     def _script(self, text: str) -> AsyncScript:
-        # redis-py types scripts for its single-node client only; the cluster client routes
-        # EVALSHA and EVAL by the script's keys.
-        return _ClusterScript(cast(Redis, self._cluster), text)
+        return _ClusterScript(self._cluster, text)
 
     async def _read(
         self, channel: str, first: str, limit: int | None, *, newest_first: bool = False
@@ -132,18 +176,19 @@ class ClusterStore(Backend):
         return [(_text(epoch), _text(offset)) for epoch, offset in replies]
 
     async def _pipelined(self, script: AsyncScript, calls: list[ScriptCall]) -> list[Any]:
-        """Each call of ``script`` in one cluster pipeline; a call a master refused with
-        NOSCRIPT (it did not run) runs again alone, which loads the script first."""
-        pipe = self._cluster.pipeline()
-        for keys, args in calls:
-            # redis-py blocks its pipeline's ``evalsha`` method on a cluster, not the command:
-            # it routes an EVALSHA by its keys like any other.
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        for index, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):
-                keys, args = calls[index]
-                replies[index] = await script(keys=keys, args=args)  # sends the script itself
-            elif isinstance(reply, Exception):
-                raise reply
+        """Each call of ``script``, in order per slot, at most ``_CONCURRENCY`` at a time.
+        (redis-py's ClusterPipeline would need its retries on, see ``cluster_client``.)"""
+        by_slot: dict[int, list[int]] = {}
+        for index, (keys, _) in enumerate(calls):
+            by_slot.setdefault(key_slot(keys[0]), []).append(index)
+        replies: list[Any] = [None] * len(calls)
+        limit = asyncio.Semaphore(_CONCURRENCY)
+
+        async def run(indexes: list[int]) -> None:
+            async with limit:
+                for index in indexes:
+                    keys, args = calls[index]
+                    replies[index] = await script(keys=keys, args=args)
+
+        await asyncio.gather(*(run(indexes) for indexes in by_slot.values()))
         return replies
