@@ -10,15 +10,16 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import redis
 
 from pushgate.broker.cluster_pubsub import ClusterEvent, ClusterPubSub, Resubscribed
-from pushgate.broker.cluster_store import ClusterStore
+from pushgate.broker.cluster_store import ClusterStore, cluster_client
 from pushgate.broker.keys import redis_channel
 from pushgate.broker.pubsub import Confirmed
+from pushgate.broker.store import HistoryPolicy
 from pushgate.cli.processes import free_port
 from pushgate.cli.redis_server import RedisServer
 from pushgate.core.wire import OffsetKey, Publication
@@ -260,3 +261,21 @@ class Consumer:
 
     def confirmed(self, channels: Iterable[str]) -> bool:
         return set(channels) <= self.live
+
+
+@contextlib.asynccontextmanager
+async def consuming(cluster: LocalCluster, policy: HistoryPolicy) -> AsyncIterator[Consumer]:
+    """A started reader, store and Consumer on ``cluster``, closed after."""
+    client = cluster_client(cluster.url)
+    reader = ClusterPubSub(cluster.url, ping_interval=0.5)
+    await reader.start()
+    store = ClusterStore(client, jobs=policy)
+    assert await store.ping()  # the client learns every master now, not from a dead seed later
+    running = Consumer(reader, store)
+    running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+        await reader.close()
+        await client.aclose()

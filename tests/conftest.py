@@ -32,10 +32,7 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[LocalCluster]:
-    """A real Redis Cluster of three masters on free loopback ports, for tests that leave its
-    layout as they found it (tests that move slots or kill masters start their own)."""
+def _cluster() -> Iterator[LocalCluster]:
     cluster = LocalCluster().start()
     try:
         yield cluster
@@ -43,14 +40,11 @@ def redis_cluster() -> Iterator[LocalCluster]:
         cluster.stop()
 
 
-@pytest.fixture
-def own_cluster() -> Iterator[LocalCluster]:
-    """A Redis Cluster of this test's own, to reshape (move slots, kill masters)."""
-    cluster = LocalCluster().start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+# A real Redis Cluster of three masters on free loopback ports, for tests that leave its layout
+# as they found it (tests that move slots or kill masters take ``own_cluster``).
+redis_cluster = pytest.fixture(scope="session", name="redis_cluster")(_cluster)
+# A Redis Cluster of the test's own, to reshape (move slots, kill masters).
+own_cluster = pytest.fixture(name="own_cluster")(_cluster)
 
 
 # What `pushgate dev` runs with: no auth, and a chat namespace clients may publish to.

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pushgate.broker.cluster_pubsub import ClusterPubSub, NodeDisconnected, Resubscribed
+from pushgate.broker.cluster_pubsub import NodeDisconnected, Resubscribed
 from pushgate.broker.cluster_store import ClusterStore, cluster_client
 from pushgate.broker.keys import redis_channel
 from pushgate.broker.store import HistoryPolicy
-from tests.cluster import Consumer, LocalCluster
+from tests.cluster import Consumer, LocalCluster, consuming
 from tests.faults.conftest import Figures
 
 POLICY = HistoryPolicy(size=10_000, ttl=60)
@@ -28,17 +28,8 @@ ASK_WINDOW = 0.3
 
 @pytest.fixture
 async def consumer(own_cluster: LocalCluster) -> AsyncIterator[Consumer]:
-    client = cluster_client(own_cluster.url)
-    reader = ClusterPubSub(own_cluster.url, ping_interval=0.5)
-    await reader.start()
-    store = ClusterStore(client, jobs=POLICY)
-    assert await store.ping()  # the client learns every master now, not from a dead seed later
-    running = Consumer(reader, store)
-    running.start()
-    yield running
-    await running.stop()
-    await reader.close()
-    await client.aclose()
+    async with consuming(own_cluster, POLICY) as running:
+        yield running
 
 
 async def publish_until(

@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pushgate.broker.cluster_pubsub import ClusterPubSub, NodeConnected, NodeDisconnected
-from pushgate.broker.cluster_store import ClusterStore, cluster_client
+from pushgate.broker.cluster_pubsub import NodeConnected, NodeDisconnected
 from pushgate.broker.pubsub import Confirmed
 from pushgate.broker.store import HistoryPolicy
-from tests.cluster import Consumer, LocalCluster
+from tests.cluster import Consumer, LocalCluster, consuming
 
 POLICY = HistoryPolicy(size=1000, ttl=60)
 ROUNDS = 40
@@ -19,15 +18,8 @@ ROUNDS = 40
 
 @pytest.fixture
 async def consumer(redis_cluster: LocalCluster) -> AsyncIterator[Consumer]:
-    client = cluster_client(redis_cluster.url)
-    reader = ClusterPubSub(redis_cluster.url, ping_interval=0.5)
-    await reader.start()
-    running = Consumer(reader, ClusterStore(client, jobs=POLICY))
-    running.start()
-    yield running
-    await running.stop()
-    await reader.close()
-    await client.aclose()
+    async with consuming(redis_cluster, POLICY) as running:
+        yield running
 
 
 async def test_every_publication_once_in_order_on_every_master(
