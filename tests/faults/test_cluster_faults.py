@@ -14,6 +14,7 @@ import pytest
 from pushgate.broker.cluster_pubsub import NodeDisconnected, Resubscribed
 from pushgate.broker.cluster_store import ClusterStore, cluster_client
 from pushgate.broker.keys import redis_channel
+from pushgate.broker.pubsub import Confirmed
 from pushgate.broker.store import HistoryPolicy
 from tests.cluster import Consumer, LocalCluster, consuming
 from tests.faults.conftest import Figures
@@ -160,3 +161,21 @@ async def test_concurrent_publishers_during_a_slot_move_store_each_publication_o
     assert sorted(history) == sorted(stored)
     assert len(set(history)) == len(history)
     figures.add("publications by 8 concurrent publishers across the move", len(stored))
+
+
+async def test_a_subscribe_on_a_stale_slot_map_follows_moved(
+    own_cluster: LocalCluster, consumer: Consumer
+) -> None:
+    """The slot moves while nobody here reads the channel (no unasked sunsubscribe): the reader's
+    map is stale, its SSUBSCRIBE goes to the old master, whose MOVED sends it to the new one."""
+    source, target, _ = own_cluster.ports
+    channel = own_cluster.spread("chat:stale", per_master=1)[source][0]
+    await asyncio.to_thread(own_cluster.move_slot, own_cluster.slot(redis_channel(channel)), target)
+    assert consumer.reader.subscribe(channel)
+    assert consumer.reader.node_of(channel) == f"127.0.0.1:{source}"  # placed by the stale map
+    await consumer.until(lambda: consumer.confirmed([channel]), "the subscribe answered")
+    assert consumer.reader.node_of(channel) == f"127.0.0.1:{target}"
+    offset, _ = await consumer.store.publish(channel, {"after": "move"}, POLICY)
+    await consumer.until(lambda: consumer.offsets.get(channel) == [offset], "the live publication")
+    answers = [e for e in consumer.events if getattr(e, "channel", None) == channel]
+    assert answers == [Confirmed(channel, subscribed=True)]  # one answer to one call
