@@ -199,6 +199,7 @@ class Consumer:
         self.from_history: dict[str, int] = {}
         self.lost: set[str] = set()  # the history no longer covered a gap: told, not silent
         self.events: list[ClusterEvent] = []  # everything but publications, in order
+        self.seen_at: list[float] = []  # when each of ``events`` arrived (monotonic)
         self.live: set[str] = set()
         self._last: dict[str, OffsetKey] = {}
         self._task: asyncio.Task[None] | None = None
@@ -222,6 +223,7 @@ class Consumer:
             self._take(event)
             return
         self.events.append(event)
+        self.seen_at.append(time.monotonic())
         if isinstance(event, Resubscribed) or (
             isinstance(event, Confirmed) and event.subscribed and event.channel in self.live
         ):

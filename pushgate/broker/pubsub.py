@@ -11,6 +11,9 @@ when idle.
 
 Guarantee: a publication is delivered at most once, in the order Redis sent it; what is published
 while the connection is down is lost here, which the caller learns from ``Disconnected``.
+
+``RespLink`` is the socket half (connect and AUTH, batched reads, idle pings), shared with the
+Redis Cluster reader in ``cluster_pubsub``.
 """
 
 from __future__ import annotations
