@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import redis
+from redis.exceptions import RedisError
 
 from pushgate.broker.cluster_pubsub import ClusterEvent, ClusterPubSub, Resubscribed
 from pushgate.broker.cluster_store import ClusterStore, cluster_client
@@ -25,6 +26,7 @@ from pushgate.cli.redis_server import RedisServer
 from pushgate.core.wire import OffsetKey, Publication
 
 READY_TIMEOUT = 20.0
+CATCH_UP_TRIES = 6
 _BUS_OFFSET = 10000
 POLL = 0.05
 # The survivors of a killed master keep serving their own slots.
@@ -154,6 +156,12 @@ class LocalCluster:
             self.command(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
         self.wait_until_agreed()
 
+    def restart(self, port: int) -> None:
+        """Start a killed master again on its port and directory: it keeps its node id and
+        slots (nodes.conf), not its data (nothing is persisted)."""
+        next(s for s in self.servers if s.port == port).start()
+        self.wait_until_agreed()
+
     def kill(self, port: int) -> None:
         """SIGKILL one master, by pid."""
         server = next(s for s in self.servers if s.port == port)
@@ -244,7 +252,15 @@ class Consumer:
     async def _catch_up(self, channel: str) -> None:
         last = self._last.get(channel)
         after = None if last is None else "{}-{}".format(*last)
-        replay = await self.store.replay(channel, after=after, since_epoch=None)
+        for _ in range(CATCH_UP_TRIES):  # as the hub: a master just back may refuse at first
+            try:
+                replay = await self.store.replay(channel, after=after, since_epoch=None)
+                break
+            except RedisError:
+                await asyncio.sleep(POLL)
+        else:
+            self.lost.add(channel)
+            return
         if after is not None and not replay.recovered:
             self.lost.add(channel)
         for publication in replay.publications:

@@ -188,3 +188,34 @@ async def test_a_subscribe_on_a_stale_slot_map_follows_moved(
     await consumer.until(lambda: consumer.offsets.get(channel) == [offset], "the live publication")
     answers = [e for e in consumer.events if getattr(e, "channel", None) == channel]
     assert answers == [Confirmed(channel, subscribed=True)]  # one answer to one call
+
+
+async def test_a_restarted_master_resubscribes_and_its_lost_history_is_told(
+    own_cluster: LocalCluster, consumer: Consumer
+) -> None:
+    """The master comes back empty (nothing persisted): its channels are confirmed again, and
+    the catch-up that follows finds the history no longer covers them: told, never silent."""
+    owned = own_cluster.spread("chat:restart")
+    victim, *survivors = own_cluster.ports
+    channels = [channel for names in owned.values() for channel in names]
+    for channel in channels:
+        consumer.reader.subscribe(channel)
+    await consumer.until(lambda: consumer.confirmed(channels), "every subscription confirmed")
+    for channel in channels:
+        await consumer.store.publish(channel, {"before": True}, POLICY)
+    await consumer.until(lambda: all(consumer.offsets.get(c) for c in channels), "first round")
+    own_cluster.kill(victim)
+    await consumer.until(
+        lambda: any(isinstance(e, NodeDisconnected) for e in consumer.events), "the disconnect"
+    )
+    await asyncio.to_thread(own_cluster.restart, victim)
+
+    def confirmations(channel: str) -> int:
+        return consumer.events.count(Confirmed(channel, subscribed=True))
+
+    await consumer.until(
+        lambda: all(confirmations(c) == 2 for c in owned[victim]), "the resubscriptions"
+    )
+    # Each catch-up follows its confirmation: wait for both to be told.
+    await consumer.until(lambda: consumer.lost == set(owned[victim]), "the lost histories told")
+    assert all(confirmations(c) == 1 for p in survivors for c in owned[p])
