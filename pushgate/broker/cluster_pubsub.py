@@ -5,8 +5,8 @@ API (``PubSubConnection``'s, with per-node events): ``ClusterPubSub(url, ping_in
 with any node's URL (its credentials and TLS serve every node); ``start()`` reads the slot map
 and connects every master; ``subscribe(channel)`` / ``unsubscribe(channel)`` from any task
 (True when the command went out; False when the channel's node is down or unknown: its
-(re)connect subscribes what is wanted); exactly one task calls ``next_events()``, which returns
-batches of:
+(re)connect subscribes what is wanted); ``node_of(channel)`` says which master a channel is
+placed on; exactly one task calls ``next_events()``, which returns batches of:
 
 - ``Publication``: in the order its master sent it.
 - ``Confirmed(channel, subscribed)``: the answer to one ``subscribe``/``unsubscribe`` call, or
@@ -278,8 +278,9 @@ class ClusterPubSub:
         if not node.sent or redirect is None or node.sent[0][0] != "SSUBSCRIBE":
             raise PubSubError(f"redis error on the pub/sub connection to {node.address}: {message}")
         _verb, name, reply_as = node.sent.popleft()
-        host = node.address.rpartition(":")[0]
-        self._map.moved(redirect.slot, redirect.address(host))
+        address = redirect.address(node.address.rpartition(":")[0])
+        self._map.moved(redirect.slot, address)
+        self._prefer = address  # the new owner knows it owns the slot: its map is asked first
         self._stale.set()
         if self._placed.get(name) is not node:
             # Unsubscribed meanwhile (its SUNSUBSCRIBE answer follows): answer the subscribe.
