@@ -32,7 +32,7 @@ from typing import Any, cast
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import PipelineCommand
 from redis.commands.core import AsyncScript
-from redis.exceptions import AskError, ClusterError, NoScriptError
+from redis.exceptions import AskError, ClusterError, MovedError, NoScriptError, TryAgainError
 from redis.typing import EncodableT, KeyT
 
 from pushgate.broker import scripts
@@ -49,6 +49,10 @@ from pushgate.broker.store import (
     publish_many_call,
 )
 
+# Rounds of redis-py's routing, then by hand, a script call makes while its slot changes hands,
+# and the pause after a round refused with TRYAGAIN or MOVED.
+_ROUNDS = 5
+_TRY_AGAIN_PAUSE = 0.05
 # Script calls of one batch in flight at once (each holds a connection to its master).
 _CONCURRENCY = 16
 
@@ -72,7 +76,8 @@ class _ClusterScript(AsyncScript):
     When redis-py gives up following redirects (no attempt ran the script, so another is safe),
     the call is made by hand: redis-py's ASK handling sends ASKING on one pooled connection and
     the command on another whenever several are free, which concurrent writers during a slot
-    move hit again and again; by hand, ASKING and the script share one connection."""
+    move hit again and again; by hand, ASKING and the script share one connection. A TRYAGAIN
+    (the slot's keys are between masters) or MOVED by hand starts another round after a pause."""
 
     def __init__(self, cluster: RedisCluster, script: str) -> None:
         # redis-py types scripts for its single-node client only; the cluster client routes
@@ -88,13 +93,23 @@ class _ClusterScript(AsyncScript):
     ) -> Any:
         keys = list(keys or ())
         call = (len(keys), *keys, *(args or ()))
-        try:
+        for _ in range(_ROUNDS - 1):
+            # Each way out of a round but the reply is a redirect or TRYAGAIN: nothing ran.
             try:
-                return await self._cluster.execute_command("EVALSHA", self.sha, *call)
-            except NoScriptError:
-                return await self._cluster.execute_command("EVAL", self.script, *call)
-        except ClusterError:
-            return await self._by_hand(str(keys[0]), call)
+                return await self._routed(call)
+            except ClusterError:
+                pass  # redis-py gave up following redirects
+            try:
+                return await self._by_hand(str(keys[0]), call)
+            except (MovedError, TryAgainError):
+                await asyncio.sleep(_TRY_AGAIN_PAUSE)  # the slot is changing hands
+        return await self._routed(call)
+
+    async def _routed(self, call: tuple[EncodableT, ...]) -> Any:
+        try:
+            return await self._cluster.execute_command("EVALSHA", self.sha, *call)
+        except NoScriptError:
+            return await self._cluster.execute_command("EVAL", self.script, *call)
 
     async def _by_hand(self, key: str, call: tuple[EncodableT, ...]) -> Any:
         node = self._cluster.get_node_from_key(key)
