@@ -20,13 +20,13 @@ from pushgate.broker.cluster_pubsub import ClusterEvent, ClusterPubSub, Resubscr
 from pushgate.broker.cluster_store import ClusterStore, cluster_client
 from pushgate.broker.keys import redis_channel
 from pushgate.broker.pubsub import Confirmed
-from pushgate.broker.store import HistoryPolicy
+from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port
 from pushgate.cli.redis_server import RedisServer
 from pushgate.core.wire import OffsetKey, Publication
 
 READY_TIMEOUT = 20.0
-CATCH_UP_TRIES = 6
+CATCH_UP_TRIES = 40  # POLL apart: a restarted master may refuse for a while
 _BUS_OFFSET = 10000
 POLL = 0.05
 # The survivors of a killed master keep serving their own slots.
@@ -200,7 +200,7 @@ class Consumer:
     order, reading the history after its last offset whenever the live stream had a gap (a
     ``Resubscribed``, or a ``Confirmed`` resubscription of a channel already live)."""
 
-    def __init__(self, reader: ClusterPubSub, store: ClusterStore) -> None:
+    def __init__(self, reader: ClusterPubSub, store: Backend) -> None:
         self.reader = reader
         self.store = store
         self.offsets: dict[str, list[str]] = {}
