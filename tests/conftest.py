@@ -10,6 +10,7 @@ import jwt
 import pytest
 
 from pushgate.cli.redis_server import RedisServer
+from tests.cluster import LocalCluster
 from tests.origin import Origin, start_origin
 from tests.stack import Stack
 
@@ -29,6 +30,21 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def _cluster() -> Iterator[LocalCluster]:
+    cluster = LocalCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# A real Redis Cluster of three masters on free loopback ports, for tests that leave its layout
+# as they found it (tests that move slots or kill masters take ``own_cluster``).
+redis_cluster = pytest.fixture(scope="session", name="redis_cluster")(_cluster)
+# A Redis Cluster of the test's own, to reshape (move slots, kill masters).
+own_cluster = pytest.fixture(name="own_cluster")(_cluster)
 
 
 # What `pushgate dev` runs with: no auth, and a chat namespace clients may publish to.

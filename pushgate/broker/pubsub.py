@@ -17,6 +17,9 @@ leaves a demoted master running as one for about 10 s, and its publications stop
 
 Guarantee: a publication is delivered at most once, in the order Redis sent it; what is published
 while the connection is down is lost here, which the caller learns from ``Disconnected``.
+
+``RespLink`` is the socket half (connect and AUTH, batched reads, idle pings), shared with the
+Redis Cluster reader in ``cluster_pubsub``.
 """
 
 from __future__ import annotations
@@ -84,6 +87,113 @@ def command(*args: str) -> bytes:
     return b"".join(parts)
 
 
+class RespLink:
+    """One RESP connection read in batches: connect (and AUTH), write commands, and read every
+    complete reply that has arrived at once, pinging when idle to find a silent dead peer.
+    ``options`` are redis-py's ``parse_url`` options (host, port, TLS, credentials); an idle
+    ``read`` wakes up ``wakes_per_ping`` times per ping interval (to run its ``on_wake``)."""
+
+    def __init__(
+        self, options: dict[str, Any], *, ping_interval: float, wakes_per_ping: int = 1
+    ) -> None:
+        self._options = options
+        self._wakes_per_ping = wakes_per_ping
+        self._wake_interval = ping_interval / wakes_per_ping
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._parser = hiredis.Reader(encoding="utf-8", errors="replace")
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    async def connect(self, address: tuple[str, int] | None = None) -> None:
+        """Connect to the options' server, or to ``address`` (the master Sentinel named)."""
+        options = self._options
+        self._parser = hiredis.Reader(encoding="utf-8", errors="replace")
+        try:
+            await self._open(options, address)
+        except BaseException:
+            await self.close()  # a half-open connection must not look connected
+            raise
+
+    async def _open(self, options: dict[str, Any], address: tuple[str, int] | None) -> None:
+        async with asyncio.timeout(_CONNECT_TIMEOUT):
+            if options.get("connection_class") is UnixDomainSocketConnection:
+                reader, writer = await asyncio.open_unix_connection(options["path"])
+            else:
+                use_tls = options.get("connection_class") is SSLConnection
+                tls = ssl.create_default_context() if use_tls else None
+                host, port = address or (
+                    options.get("host", "localhost"),
+                    options.get("port", 6379),
+                )
+                reader, writer = await asyncio.open_connection(host, port, ssl=tls)
+            self._reader, self._writer = reader, writer
+            if options.get("password"):
+                await self._authenticate(options.get("username"), options["password"])
+
+    async def close(self) -> None:
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    def send(self, data: bytes) -> bool:
+        """Write ``data``; False when disconnected."""
+        if self._writer is None or self._writer.is_closing():
+            return False
+        self._writer.write(data)
+        return True
+
+    async def read(self, on_wake: Callable[[], Awaitable[None]] | None = None) -> list[Any]:
+        """Every complete reply that has arrived (errors as ``hiredis.ReplyError``), waiting
+        for at least one socket read; raises when the connection broke or went silent, or
+        when ``on_wake`` (awaited at every idle wake-up) raises."""
+        assert self._reader is not None
+        silent = 0  # wake-ups without a byte from Redis
+        while True:
+            try:
+                async with asyncio.timeout(self._wake_interval):
+                    data = await self._reader.read(_READ_SIZE)
+                break
+            except TimeoutError:
+                silent += 1
+                if silent >= _DEAD_AFTER_INTERVALS * self._wakes_per_ping:
+                    raise TimeoutError("no reply to pings on the pub/sub connection") from None
+                if silent % self._wakes_per_ping == 0:
+                    self.send(command("PING"))
+                if on_wake is not None:
+                    await on_wake()
+        if not data:
+            raise ConnectionResetError("redis closed the pub/sub connection")
+        self._parser.feed(data)
+        replies = []
+        while (reply := self._parser.gets()) is not False:
+            replies.append(reply)
+        return replies
+
+    async def request(self, *args: str) -> Any:
+        """Send one command and wait for its reply (before any subscription: nothing else
+        arrives meanwhile)."""
+        assert self._reader is not None
+        self.send(command(*args))
+        while (reply := self._parser.gets()) is False:
+            data = await self._reader.read(_READ_SIZE)
+            if not data:
+                raise ConnectionResetError(f"redis closed the connection during {args[0]}")
+            self._parser.feed(data)
+        return reply
+
+    async def _authenticate(self, username: str | None, password: str) -> None:
+        args = ("AUTH", username, password) if username else ("AUTH", password)
+        reply = await self.request(*args)
+        if isinstance(reply, hiredis.ReplyError):
+            await self.close()
+            raise PubSubError(f"redis refused AUTH: {reply}")
+
+
 class PubSubConnection:
     """Subscribe and unsubscribe from any task; exactly one task may call ``next_events``."""
 
@@ -98,121 +208,72 @@ class PubSubConnection:
         subscribed there (the gateway's history reads follow it: catch-ups read that master)."""
         self._on_master = on_master
         self._sentinel: SentinelUrl | None = None
+        options: dict[str, Any]
         if is_sentinel_url(redis_url):
             self._sentinel = parse_sentinel_url(redis_url)
-            self._options: dict[str, Any] = {
-                "username": self._sentinel.username,
-                "password": self._sentinel.password,
-            }
+            options = {"username": self._sentinel.username, "password": self._sentinel.password}
         else:
-            self._options = dict(parse_url(redis_url))
+            options = dict(parse_url(redis_url))
         # Wakes up when idle to ping, and behind Sentinel often enough to check the master.
         every = MASTER_CHECK_SECONDS if self._sentinel else ping_interval
-        self._wakes_per_ping = max(1, math.ceil(ping_interval / every))
-        self._wake_interval = ping_interval / self._wakes_per_ping
+        wakes = max(1, math.ceil(ping_interval / every))
+        self._link = RespLink(options, ping_interval=ping_interval, wakes_per_ping=wakes)
         self._master: tuple[str, int] | None = None
         self._master_checked = 0.0
         self._names: set[str] = {CONTROL_CHANNEL}  # what we want subscribed, by Redis name
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._parser = hiredis.Reader(encoding="utf-8", errors="replace")
+        self._down = True  # next_events connects first
 
     async def start(self) -> None:
         await self._connect()
 
     async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        self._down = True
+        await self._link.close()
 
     def subscribe(self, channel: str) -> bool:
         """Ask Redis to subscribe; False when disconnected (the reconnect will do it)."""
         name = redis_channel(channel)
         self._names.add(name)
-        return self._send(command("SUBSCRIBE", name))
+        return self._link.send(command("SUBSCRIBE", name))
 
     def unsubscribe(self, channel: str) -> bool:
         name = redis_channel(channel)
         self._names.discard(name)
-        return self._send(command("UNSUBSCRIBE", name))
-
-    def _send(self, data: bytes) -> bool:
-        if self._writer is None or self._writer.is_closing():
-            return False
-        self._writer.write(data)
-        return True
+        return self._link.send(command("UNSUBSCRIBE", name))
 
     async def next_events(self) -> list[LiveEvent]:
         """Wait for the next batch: every complete reply that has arrived, decoded."""
         while True:
-            if self._reader is None:
+            if self._down:
                 try:
                     await self._connect()
                 except (OSError, PubSubError, TimeoutError) as exc:
                     return [Disconnected(str(exc) or type(exc).__name__)]
             try:
-                events = await self._read()
+                replies = await self._link.read(self._check_master)
                 await self._check_master()
+                events = [e for r in replies if (e := _decode(r)) is not None]
             except (OSError, PubSubError, TimeoutError) as exc:
                 await self.close()
                 return [Disconnected(str(exc) or type(exc).__name__)]
             if events:
                 return events
 
-    async def _read(self) -> list[LiveEvent]:
-        assert self._reader is not None
-        silent = 0  # wake-ups without a byte from Redis
-        while True:
-            try:
-                async with asyncio.timeout(self._wake_interval):
-                    data = await self._reader.read(_READ_SIZE)
-                break
-            except TimeoutError:
-                silent += 1
-                if silent >= _DEAD_AFTER_INTERVALS * self._wakes_per_ping:
-                    raise TimeoutError("no reply to pings on the pub/sub connection") from None
-                if silent % self._wakes_per_ping == 0:
-                    self._send(command("PING"))
-                await self._check_master()
-        if not data:
-            raise ConnectionResetError("redis closed the pub/sub connection")
-        self._parser.feed(data)
-        events: list[LiveEvent] = []
-        while (reply := self._parser.gets()) is not False:
-            event = _decode(reply)
-            if event is not None:
-                events.append(event)
-        return events
-
     async def _connect(self) -> None:
-        options = self._options
-        self._parser = hiredis.Reader(encoding="utf-8", errors="replace")
-        async with asyncio.timeout(_CONNECT_TIMEOUT):
-            if options.get("connection_class") is UnixDomainSocketConnection:
-                reader, writer = await asyncio.open_unix_connection(options["path"])
-            else:
-                use_tls = options.get("connection_class") is SSLConnection
-                tls = ssl.create_default_context() if use_tls else None
-                host, port = await self._address()
-                reader, writer = await asyncio.open_connection(host, port, ssl=tls)
-            self._reader, self._writer = reader, writer
-            if options.get("password"):
-                await self._authenticate(options.get("username"), options["password"])
+        await self._link.connect(await self._master_address() if self._sentinel else None)
+        self._down = False
         # Every channel we want, the control channel included, a batch per command:
         # confirmations follow, one per channel.
         names = sorted(self._names)
-        writer.write(
+        self._link.send(
             b"".join(
                 command("SUBSCRIBE", *names[start : start + RESUBSCRIBE_BATCH])
                 for start in range(0, len(names), RESUBSCRIBE_BATCH)
             )
         )
 
-    async def _address(self) -> tuple[str, int]:
-        if self._sentinel is None:
-            return self._options.get("host", "localhost"), self._options.get("port", 6379)
+    async def _master_address(self) -> tuple[str, int]:
+        assert self._sentinel is not None
         self._master = await ask_sentinels(self._sentinel)
         self._master_checked = time.monotonic()
         if self._on_master is not None:
@@ -231,20 +292,6 @@ class PubSubConnection:
             return  # no sentinel answers: the connection we have is the best we know
         if named != self._master:
             raise ConnectionResetError(f"the master moved from {self._master} to {named}")
-
-    async def _authenticate(self, username: str | None, password: str) -> None:
-        assert self._reader is not None
-        assert self._writer is not None
-        args = ("AUTH", username, password) if username else ("AUTH", password)
-        self._writer.write(command(*args))
-        while (reply := self._parser.gets()) is False:
-            data = await self._reader.read(_READ_SIZE)
-            if not data:
-                raise ConnectionResetError("redis closed the connection during AUTH")
-            self._parser.feed(data)
-        if isinstance(reply, hiredis.ReplyError):
-            await self.close()
-            raise PubSubError(f"redis refused AUTH: {reply}")
 
 
 async def ask_sentinels(target: SentinelUrl) -> tuple[str, int]:
@@ -267,20 +314,12 @@ async def ask_sentinels(target: SentinelUrl) -> tuple[str, int]:
 
 async def _ask(host: str, port: int, *args: str) -> Any:
     """One command on a connection of its own, and its reply."""
-    reader, writer = await asyncio.open_connection(host, port)
+    link = RespLink({"host": host, "port": port}, ping_interval=SENTINEL_TIMEOUT)
+    await link.connect()
     try:
-        writer.write(command(*args))
-        parser = hiredis.Reader(encoding="utf-8", errors="replace")
-        while (reply := parser.gets()) is False:
-            data = await reader.read(_READ_SIZE)
-            if not data:
-                raise ConnectionResetError("the sentinel closed the connection")
-            parser.feed(data)
-        return reply
+        return await link.request(*args)
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        await link.close()
 
 
 def _decode(reply: Any) -> LiveEvent | None:

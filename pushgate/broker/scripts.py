@@ -4,7 +4,19 @@ atomic step in Redis.
 The shared ``publish`` function appends to a channel's capped Stream, keeps its meta hash (epoch,
 trimmed mark) and PUBLISHes ``"<offset> <epoch> <json>"``, so a live message always carries its
 stream id. MULTI is atomic too but cannot put the XADD id into the PUBLISH payload.
+
+``channel_scripts(command)`` gives the channel writes with the live fan-out command of one
+deployment: ``PUBLISH`` on a single Redis (the module's ``PUBLISH_SCRIPT`` etc.), ``SPUBLISH``
+on a Redis Cluster, where a sharded publication reaches only the node owning the channel's slot
+(the channel name carries the channel's hash tag, so it is the slot of the script's keys).
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+PublishCommand = Literal["PUBLISH", "SPUBLISH"]
 
 _PUBLISH_FUNCTION = """
 local function publish(stream, meta, channel, payload, maxlen, ttl)
@@ -23,16 +35,14 @@ local function publish(stream, meta, channel, payload, maxlen, ttl)
   end
   redis.call('EXPIRE', stream, ttl)
   redis.call('EXPIRE', meta, ttl)
-  redis.call('PUBLISH', channel, id .. ' ' .. epoch .. ' ' .. payload)
+  redis.call('$PUBLISH', channel, id .. ' ' .. epoch .. ' ' .. payload)
   return {id, epoch}
 end
 """
 
 # KEYS: history, meta[, idempotency]  ARGV: channel, payload, maxlen, ttl[, idempotency ttl]
 # A repeated idempotency key answers the first publish's {offset, epoch} and stores nothing.
-PUBLISH_SCRIPT = (
-    _PUBLISH_FUNCTION
-    + """
+_PUBLISH_BODY = """
 if KEYS[3] then
   local previous = redis.call('GET', KEYS[3])
   if previous then
@@ -46,13 +56,10 @@ if KEYS[3] then
 end
 return r
 """
-)
 
 # KEYS: history1, meta1, history2, meta2, ...  ARGV: maxlen, ttl, channel1, payload1, ...
-# Many publications in one call. Its keys span hash slots, so it is for a single Redis only.
-PUBLISH_MANY_SCRIPT = (
-    _PUBLISH_FUNCTION
-    + """
+# Many publications in one call. On a cluster every call's keys must share one slot.
+_PUBLISH_MANY_BODY = """
 local positions = {}
 for i = 1, #KEYS / 2 do
   positions[i] = publish(KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 * i + 1], ARGV[2 * i + 2],
@@ -60,16 +67,13 @@ for i = 1, #KEYS / 2 do
 end
 return positions
 """
-)
 
 # KEYS: history, meta, job  ARGV: channel, payload, maxlen, ttl, field, value[, ...]
 # Returns {offset, epoch}, or {"", ""} when the job has finished: nothing follows a terminal
 # event, so a re-run of a job whose outcome is out cannot publish a second one. The job hash is
 # updated only while it exists (it always has a status), so a late event cannot resurrect it.
 # 'done' and 'failed' are the finished JobStatus values.
-PUBLISH_JOB_EVENT_SCRIPT = (
-    _PUBLISH_FUNCTION
-    + """
+_PUBLISH_JOB_EVENT_BODY = """
 local status = redis.call('HGET', KEYS[3], 'status')
 -- No record: the job is unknown here (a failover lost it, its submitter was refused and
 -- retries); an event now would come before its `queued`.
@@ -82,14 +86,11 @@ if #ARGV > 4 and status then
 end
 return r
 """
-)
 
 # KEYS: job, history, meta  ARGV: channel, queued payload, maxlen, ttl, url, owner, created_ms
 # Returns {created (0/1), HGETALL of the job}. Creation and the `queued` event are one step,
 # so a job never exists without its first event.
-CREATE_JOB_SCRIPT = (
-    _PUBLISH_FUNCTION
-    + """
+_CREATE_JOB_BODY = """
 local created = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then
   -- 'queued' is JobStatus.QUEUED
@@ -103,7 +104,33 @@ local job = redis.call('HGETALL', KEYS[1])
 table.insert(job, 1, created)
 return job
 """
-)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelScripts:
+    """The channel writes, each with the ``publish`` function fanning out by one command."""
+
+    publish: str
+    publish_many: str
+    publish_job_event: str
+    create_job: str
+
+
+def channel_scripts(command: PublishCommand) -> ChannelScripts:
+    function = _PUBLISH_FUNCTION.replace("$PUBLISH", command)
+    return ChannelScripts(
+        publish=function + _PUBLISH_BODY,
+        publish_many=function + _PUBLISH_MANY_BODY,
+        publish_job_event=function + _PUBLISH_JOB_EVENT_BODY,
+        create_job=function + _CREATE_JOB_BODY,
+    )
+
+
+_SINGLE = channel_scripts("PUBLISH")
+PUBLISH_SCRIPT = _SINGLE.publish
+PUBLISH_MANY_SCRIPT = _SINGLE.publish_many
+PUBLISH_JOB_EVENT_SCRIPT = _SINGLE.publish_job_event
+CREATE_JOB_SCRIPT = _SINGLE.create_job
 
 
 # KEYS: history, meta. The channel's (epoch, newest offset), "" and "" when it has no history:
@@ -116,6 +143,25 @@ end
 return {redis.call('HGET', KEYS[2], 'epoch') or '', newest[1][1]}
 """
 
+
+# KEYS: history, meta  ARGV: first ("-" or "(<offset>"), count ("" for all), newest first (0/1)
+# Returns {epoch, trimmed, entries, newest entry}: a channel read in one step where MULTI is not
+# at hand (redis-py's cluster client has no transactions). Entries are {id, {field, value}}.
+READ_SCRIPT = """
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'trimmed')
+local count = {}
+if ARGV[2] ~= '' then
+  count = {'COUNT', ARGV[2]}
+end
+local entries
+if ARGV[3] == '1' then
+  entries = redis.call('XREVRANGE', KEYS[1], '+', '-', unpack(count))
+else
+  entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', unpack(count))
+end
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+return {meta[1], meta[2], entries, newest}
+"""
 
 # KEYS: bucket  ARGV: rate (tokens per second), burst, cost  ->  {allowed (0/1), retry_after_ms}
 # Refills by the time elapsed on Redis's own clock, so gateways with skewed clocks share one

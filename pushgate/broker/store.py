@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.commands.core import AsyncScript
 
 from pushgate.broker import scripts
 from pushgate.broker.keys import (
@@ -128,17 +129,51 @@ def _job_fields(event: Event) -> list[str]:
     return fields
 
 
+Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry: (id, fields)
+ScriptCall = tuple[list[str], list[str | int]]  # a script call's KEYS and ARGV
+
+
+def publish_many_call(chunk: Sequence[tuple[str, Any]], policy: HistoryPolicy) -> ScriptCall:
+    """KEYS and ARGV of one ``scripts.PUBLISH_MANY_SCRIPT`` call publishing ``chunk``."""
+    keys = [key for channel, _ in chunk for key in (history_key(channel), meta_key(channel))]
+    args: list[str | int] = [policy.size, policy.ttl]
+    for channel, data in chunk:
+        args += [redis_channel(channel), _json(data)]
+    return keys, args
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRead:
+    """One atomic read of a channel: its meta fields (raw), entries, and newest entry."""
+
+    epoch: bytes | None
+    trimmed: bytes | None
+    entries: list[Entry]
+    newest: list[Entry]
+
+
 class Backend:
     """Channel history, publishing and job records, on a Redis client that returns bytes."""
 
     def __init__(self, redis: Redis, *, jobs: HistoryPolicy) -> None:
         self._redis = redis
+        self._commands: Redis | RedisCluster = redis  # single commands: any client has them
+        self._setup(redis.register_script, scripts.channel_scripts("PUBLISH"), jobs)
+
+    def _setup(
+        self,
+        register: Callable[[str], AsyncScript],
+        channel: scripts.ChannelScripts,
+        jobs: HistoryPolicy,
+    ) -> None:
+        """What every store holds: its job policy and scripts (``register`` binds one to its
+        client; ``channel`` are the writes with the deployment's fan-out command)."""
         self._jobs = jobs
-        self._publish = redis.register_script(scripts.PUBLISH_SCRIPT)
-        self._publish_many = redis.register_script(scripts.PUBLISH_MANY_SCRIPT)
-        self._publish_job_event = redis.register_script(scripts.PUBLISH_JOB_EVENT_SCRIPT)
-        self._create_job = redis.register_script(scripts.CREATE_JOB_SCRIPT)
-        self._position = redis.register_script(scripts.POSITION_SCRIPT)
+        self._publish = register(channel.publish)
+        self._publish_many = register(channel.publish_many)
+        self._publish_job_event = register(channel.publish_job_event)
+        self._create_job = register(channel.create_job)
+        self._position = register(scripts.POSITION_SCRIPT)
 
     async def publish(
         self,
@@ -168,13 +203,7 @@ class Backend:
         ``PUBLISH_MANY_CHUNK`` items; returns their (offset, epoch)."""
         positions: list[tuple[str, str]] = []
         for start in range(0, len(items), PUBLISH_MANY_CHUNK):
-            chunk = items[start : start + PUBLISH_MANY_CHUNK]
-            keys = [
-                key for channel, _ in chunk for key in (history_key(channel), meta_key(channel))
-            ]
-            args: list[str | int] = [policy.size, policy.ttl]
-            for channel, data in chunk:
-                args += [redis_channel(channel), _json(data)]
+            keys, args = publish_many_call(items[start : start + PUBLISH_MANY_CHUNK], policy)
             replies = await self._publish_many(keys=keys, args=args)
             positions += [(_text(offset), _text(epoch)) for offset, epoch in replies]
         return positions
@@ -214,7 +243,7 @@ class Backend:
         return created, _job_from_hash(request_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def get_job(self, request_id: str) -> JobRecord | None:
-        raw = await self._redis.hgetall(job_key(request_id))  # type: ignore[misc]
+        raw = await self._commands.hgetall(job_key(request_id))  # type: ignore[misc]
         if not raw:
             return None
         return _job_from_hash(request_id, {_text(k): _text(v) for k, v in raw.items()})
@@ -237,20 +266,31 @@ class Backend:
         ``since_epoch`` is the epoch the client's ``after`` belongs to ("" if it has none, None
         if it does not know it); ``recovered`` says whether the history still covers it.
         """
+        read = await self._read(channel, "-" if not after else f"({after}", limit)
+        epoch = _text(read.epoch) if read.newest else ""
+        since = parse_offset(after) if after else None
+        return Replay(
+            recovered=covers(since_epoch, since, epoch, _text(read.trimmed)),
+            publications=[self._publication(channel, epoch, entry) for entry in read.entries],
+            epoch=epoch,
+            offset=_text(read.newest[0][0]) if read.newest else "",
+        )
+
+    async def _read(
+        self, channel: str, first: str, limit: int | None, *, newest_first: bool = False
+    ) -> ChannelRead:
+        """The channel's meta and entries from ``first`` on (or the newest ``limit``, newest
+        first), in one atomic step."""
         key = history_key(channel)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hmget(meta_key(channel), ["epoch", "trimmed"])
-            pipe.xrange(key, min="-" if not after else f"({after}", max="+", count=limit)
+            if newest_first:
+                pipe.xrevrange(key, count=limit)
+            else:
+                pipe.xrange(key, min=first, max="+", count=limit)
             pipe.xrevrange(key, count=1)
-            (epoch_raw, trimmed_raw), entries, newest = await pipe.execute()
-        epoch = _text(epoch_raw) if newest else ""
-        since = parse_offset(after) if after else None
-        return Replay(
-            recovered=covers(since_epoch, since, epoch, _text(trimmed_raw)),
-            publications=[self._publication(channel, epoch, entry) for entry in entries],
-            epoch=epoch,
-            offset=_text(newest[0][0]) if newest else "",
-        )
+            (epoch, trimmed), entries, newest = await pipe.execute()
+        return ChannelRead(epoch, trimmed, entries, newest)
 
     async def position(self, channel: str) -> tuple[str, str]:
         """(epoch, newest offset) of ``channel``; ("", "") when it has no history."""
@@ -267,22 +307,18 @@ class Backend:
 
     async def latest(self, channel: str, limit: int) -> Replay:
         """The newest ``limit`` publications, oldest first."""
-        key = history_key(channel)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hget(meta_key(channel), "epoch")
-            pipe.xrevrange(key, count=limit)
-            epoch_raw, entries = await pipe.execute()
-        epoch = _text(epoch_raw) if entries else ""
-        publications = [self._publication(channel, epoch, entry) for entry in reversed(entries)]
+        read = await self._read(channel, "-", limit, newest_first=True)
+        epoch = _text(read.epoch) if read.entries else ""
+        publications = [
+            self._publication(channel, epoch, entry) for entry in reversed(read.entries)
+        ]
         newest = publications[-1].offset if publications else ""
         return Replay(recovered=True, publications=publications, epoch=epoch, offset=newest)
 
     @staticmethod
-    def _publication(
-        channel: str, epoch: str, entry: tuple[bytes, dict[bytes, bytes]]
-    ) -> Publication:
+    def _publication(channel: str, epoch: str, entry: Entry) -> Publication:
         entry_id, fields = entry
         return Publication(channel, _text(entry_id), epoch, _text(fields[b"d"]))
 
     async def ping(self) -> bool:
-        return bool(await self._redis.ping())
+        return bool(await self._commands.ping())

@@ -53,7 +53,8 @@ class RedisServer:
         appendonly: bool = False,
         options: Sequence[str] = (),
     ) -> None:
-        """``options``: more ``redis-server`` arguments, e.g. ``--replicaof HOST PORT``."""
+        """``options``: more ``redis-server`` arguments, last on its command line (e.g.
+        ``--replicaof HOST PORT``, the tests' cluster mode)."""
         self.port = port or free_port()
         self._appendonly = appendonly
         self._options = tuple(options)
