@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 
 from gateway.app import create_app
 from gateway.delivery.connections import Connections
+from gateway.wsprotocol import LeanWebSocketProtocol
 from pushgate.core.settings import Settings
 
 # uvicorn's own logger, so that the drain's lines read like the rest of the server's.
@@ -34,6 +35,13 @@ log = logging.getLogger("uvicorn.error")
 CLOSE_WAIT_SECONDS = 3.0
 SHUTDOWN_TIMEOUT_SECONDS = 3
 
+# ``--ws``: pushgate's own protocol (gateway/wsprotocol.py), or uvicorn's sans-I/O one (what
+# ``uvicorn --ws auto`` picks). Both are websockets' sans-I/O ServerProtocol underneath.
+WS_PROTOCOLS: dict[str, type[asyncio.Protocol] | str] = {
+    "lean": LeanWebSocketProtocol,
+    "websockets-sansio": "websockets-sansio",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
@@ -41,6 +49,8 @@ class ServerOptions:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # A name of WS_PROTOCOLS: lean costs less per connection (README, "Connection cost").
+    ws: str = "lean"
     # Off: deflate costs ~40 kB per idle connection (README).
     ws_per_message_deflate: bool = False
     # Below common proxies' idle timeouts; a peer that stops answering is dropped.
@@ -53,9 +63,8 @@ class ServerOptions:
 
     def config(self, app: ASGIApp) -> uvicorn.Config:
         # Each field is named as the uvicorn.Config parameter it sets.
-        return uvicorn.Config(
-            app, **dataclasses.asdict(self), timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_SECONDS
-        )
+        options = {**dataclasses.asdict(self), "ws": WS_PROTOCOLS[self.ws]}
+        return uvicorn.Config(app, **options, timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_SECONDS)
 
 
 class DrainingServer(uvicorn.Server):

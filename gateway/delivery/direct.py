@@ -23,7 +23,13 @@ from starlette.types import Scope, Send
 from uvicorn.protocols.websockets import auto
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from gateway.wsprotocol import LeanWebSocketProtocol
+
 log = logging.getLogger(__name__)
+
+# The protocols whose internals this module writes to: uvicorn's sans-I/O one, and ours, which
+# keeps the same attribute names for it (``pushgate gateway``'s default).
+SansIOProtocol = WebSocketsSansIOProtocol | LeanWebSocketProtocol
 
 
 class Cork:
@@ -62,13 +68,13 @@ class Transport:
 
     __slots__ = ("_protocol",)
 
-    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+    def __init__(self, protocol: SansIOProtocol) -> None:
         self._protocol = protocol
 
     @classmethod
     def of(cls, send: Send | None) -> Transport | None:
         protocol = getattr(send, "__self__", None)
-        return cls(protocol) if isinstance(protocol, WebSocketsSansIOProtocol) else None
+        return cls(protocol) if isinstance(protocol, SansIOProtocol) else None
 
     @classmethod
     def of_scope(cls, scope: Scope) -> Transport | None:
@@ -102,7 +108,7 @@ class DirectSink:
 
     __slots__ = ("_cork", "_pending", "_protocol")
 
-    def __init__(self, protocol: WebSocketsSansIOProtocol, cork: Cork) -> None:
+    def __init__(self, protocol: SansIOProtocol, cork: Cork) -> None:
         self._protocol = protocol
         self._cork = cork
         self._pending: list[bytes] = []
