@@ -51,9 +51,11 @@ def make_app(seen: Seen) -> Any:
             await send({"type": "websocket.close", "code": 1000})
         elif path == "/teapot":  # an HTTP response instead of the handshake
             headers = [(b"content-type", b"text/plain"), (b"x-why", b"tea")]
-            await send({"type": "websocket.http.response.start", "status": 418, "headers": headers})
-            await send({"type": "websocket.http.response.body", "body": b"short ", "more_body": True})
-            await send({"type": "websocket.http.response.body", "body": b"and stout"})
+            start = "websocket.http.response.start"
+            await send({"type": start, "status": 418, "headers": headers})
+            body = "websocket.http.response.body"
+            await send({"type": body, "body": b"short ", "more_body": True})
+            await send({"type": body, "body": b"and stout"})
         elif path == "/crash":
             raise RuntimeError("before the handshake")
         else:
@@ -104,9 +106,7 @@ async def _flood(send: Send, seen: Seen) -> None:
 
 
 @contextmanager
-def serve(
-    ws: Any, app: Any = None, **options: Any
-) -> Iterator[tuple[int, Seen, uvicorn.Server]]:
+def serve(ws: Any, app: Any = None, **options: Any) -> Iterator[tuple[int, Seen, uvicorn.Server]]:
     """A uvicorn server in a thread with ``ws`` as its WebSocket protocol (and ``make_app``'s
     app unless ``app`` is given)."""
     seen = Seen()
@@ -142,9 +142,13 @@ def ws(request: pytest.FixtureRequest) -> Any:
 
 
 def test_echo_with_subprotocol_and_fragments(ws: Any) -> None:
-    with serve(ws) as (port, seen, _), connect(
-        f"ws://127.0.0.1:{port}/echo?x=1", subprotocols=["pg.v1"]  # type: ignore[list-item]
-    ) as client:
+    with (
+        serve(ws) as (port, _seen, _),
+        connect(
+            f"ws://127.0.0.1:{port}/echo?x=1",
+            subprotocols=["pg.v1"],  # type: ignore[list-item]
+        ) as client,
+    ):
         assert client.subprotocol == "pg.v1"
         client.send("héllo")
         assert client.recv() == "héllo"
@@ -238,7 +242,7 @@ def test_a_silent_peer_is_closed_by_the_ping_timeout(ws: Any) -> None:
     """The silent client reads but never answers a ping; the other one answers (websockets'
     client does) and stays open across the same pings."""
     with (
-        serve(ws, ws_ping_interval=0.2, ws_ping_timeout=0.3) as (port, seen, _),
+        serve(ws, ws_ping_interval=0.2, ws_ping_timeout=0.3) as (port, _seen, _),
         ws_connect(port, b"/echo") as silent,
         connect(f"ws://127.0.0.1:{port}/echo") as answering,
     ):
