@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.procs import Child, Children
 from bench.stats import Histogram
+from bench.systems import wire
 
 JS_DIR = Path(__file__).parent / "js"
 CONNECT_TIMEOUT_MS = 30_000
@@ -115,7 +116,7 @@ class LoadGen:
         params = [
             {
                 "url": url,
-                "proto": proto,
+                "proto": wire(proto),
                 "first": first,
                 "count": count,
                 "channel": channel,

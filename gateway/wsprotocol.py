@@ -40,6 +40,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from gateway.lazysync import Flag, Inbox
+
 log = logging.getLogger("uvicorn.error")
 # websockets logs "connection open" / "connection closed" at INFO for every socket: access-log
 # lines, so they go to a logger that shows them only when the access log is on.
@@ -94,69 +96,6 @@ class Shared:
 _SHARED: weakref.WeakKeyDictionary[ServerState, Shared] = weakref.WeakKeyDictionary()
 
 
-class Flag:
-    """``asyncio.Event``'s set / clear / wait, with no deque of waiters until one waits."""
-
-    __slots__ = ("_set", "_waiters")
-
-    def __init__(self) -> None:
-        self._set = True
-        self._waiters: list[asyncio.Future[None]] | None = None
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def clear(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def wait(self) -> None:
-        while not self._set:
-            waiter = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
-            await waiter
-
-
-class Inbox:
-    """The app's ``receive()`` messages in order: a list once one arrives, a future only while
-    the app waits. A message stays in the list until the app takes it, so a ``receive()`` that
-    is cancelled (a timeout) loses nothing."""
-
-    __slots__ = ("_items", "_waiter")
-
-    def __init__(self) -> None:
-        self._items: list[Message] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def put_nowait(self, message: Message) -> bool:
-        """Queue ``message``; True when it woke the app, which was waiting for it."""
-        if self._items is None:
-            self._items = []
-        self._items.append(message)
-        waiter, self._waiter = self._waiter, None
-        if waiter is None or waiter.done():
-            return False
-        waiter.set_result(None)
-        return True
-
-    async def get(self) -> Message:
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        return self._items.pop(0)
-
-
 class LeanWebSocketProtocol(asyncio.Protocol):
     """One WebSocket connection under uvicorn (see the module's docstring)."""
 
@@ -191,7 +130,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self._state = app_state
         self._rejection: tuple[int, list[tuple[str, str]], bytes] | None = None
         self.queue = Inbox()
-        self.writable = Flag()
+        self.writable = Flag(is_set=True)
         self.handshake_complete = False
         self.close_sent = False
         self.disconnected = False
@@ -295,6 +234,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self._response = response
         self._path = request.path
         scope = self._scope(request)
+        # The scope has its own copy of the headers; websockets' parser keeps the request (a
+        # local of its generator) for the life of the connection, so empty it.
+        request.headers.clear()
         self.queue.put_nowait({"type": "websocket.connect"})
         task = self.loop.create_task(self._run_asgi(scope))
         tasks = self._shared.tasks

@@ -12,7 +12,7 @@ from typing import Any
 from bench.loadgen import DeliveryStats, LoadGen
 from bench.procs import Children, CpuMeter, MachineMeter, memory_kb
 from bench.stats import Histogram
-from bench.systems import HISTORY_SIZE, HISTORY_TTL, LABELS, Running
+from bench.systems import HISTORY_SIZE, HISTORY_TTL, LABELS, Running, wire
 
 # A load generator or publisher process above this share of one core is the bottleneck.
 SATURATED_CPU_PERCENT = 90.0
@@ -94,7 +94,7 @@ class PublisherPlan:
 
 async def _start_publisher(ctx: Context, server: Running, phase: int, plan: PublisherPlan) -> Any:
     spec = {
-        "system": server.system,
+        "system": wire(server.system),
         "redis_url": server.redis.url,
         "phase": phase,
         "history_size": HISTORY_SIZE,
