@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.delivery.connections import Connections
 from gateway.delivery.hub import Hub
+from gateway.delivery.positions import PositionReads
 from gateway.job_wait import JobWaits
 from gateway.metrics import GatewayMetrics
 from gateway.rpc.calls import RpcBackend
@@ -27,6 +28,7 @@ class Services:
     settings: Settings
     redis: ArqRedis
     backend: Backend
+    positions: PositionReads  # Backend.position, batched
     hub: Hub
     auth: Authenticator
     namespaces: Namespaces

@@ -140,30 +140,41 @@ class RpcConnection:
     async def _read_loop(self) -> None:
         """Read until the client leaves (also after a close we sent: it answers, or uvicorn
         drops it after its close timeout)."""
-        settings = self._svc.settings
-        connect_by = self._loop.time() + settings.limits.connect_timeout
+        connect_by = self._loop.time() + self._svc.settings.limits.connect_timeout
         while True:
             deadline = None if self._session.connected or not self._svc.auth.enabled else connect_by
+            read = await self._read_one(deadline)
+            if read is None:
+                self._outbox.finish(CloseCode.UNAUTHORIZED, "connect timeout")
+                connect_by = float("inf")
+            elif not read:
+                return
+
+    async def _read_one(self, deadline: float | None) -> bool | None:
+        """Read and handle one message: False once the client left, None when ``deadline``
+        passed first. The message lives only here, so an idle socket does not hold its last."""
+        if deadline is None:  # most sockets: no timer per read
+            message = await self._ws.receive()
+        else:
             try:
                 async with asyncio.timeout_at(deadline):
                     message = await self._ws.receive()
             except TimeoutError:
-                self._outbox.finish(CloseCode.UNAUTHORIZED, "connect timeout")
-                connect_by = float("inf")
-                continue
-            metrics = self._svc.metrics
-            if message["type"] == "websocket.disconnect":
-                metrics.closed.labels("ws_rpc", str(message.get("code", 1005))).inc()
-                return
-            metrics.messages_received.labels("ws_rpc").inc()
-            text = message.get("text")
-            if frame_size(message) > settings.limits.max_message_bytes:
-                limit = settings.limits.max_message_bytes
-                self._outbox.abort(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
-            elif text is None:  # docs/protocol.md: text frames only
-                self._outbox.finish(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
-            elif not self._outbox.closing:
-                await self._handle(text)
+                return None
+        metrics = self._svc.metrics
+        if message["type"] == "websocket.disconnect":
+            metrics.closed.labels("ws_rpc", str(message.get("code", 1005))).inc()
+            return False
+        metrics.messages_received.labels("ws_rpc").inc()
+        text = message.get("text")
+        limit = self._svc.settings.limits.max_message_bytes
+        if frame_size(message) > limit:
+            self._outbox.abort(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
+        elif text is None:  # docs/protocol.md: text frames only
+            self._outbox.finish(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+        elif not self._outbox.closing:
+            await self._handle(text)
+        return True
 
     async def _handle(self, frame: str) -> None:
         request: Request | None = None
@@ -325,7 +336,7 @@ class RpcConnection:
         else:
             await self._attach(channel.full, feed)
             try:
-                position = await from_redis(self._svc, self._svc.backend.position(channel.full))
+                position = await from_redis(self._svc, self._svc.positions.read(channel.full))
             except BaseException:
                 self._unsubscribe(channel)
                 raise
