@@ -110,21 +110,23 @@ class LoadGen:
         channel: dict[str, str],
         concurrency: int,
         deflate: bool = False,
+        first: int = 0,
     ) -> ConnectResult:
-        """Open ``clients`` sockets and subscribe each; ``concurrency`` handshakes in flight."""
+        """Open ``clients`` sockets and subscribe each; ``concurrency`` handshakes in flight.
+        Clients are numbered from ``first`` (an own channel's name ends with the number)."""
         per_proc = max(1, concurrency // self._count)
         params = [
             {
                 "url": url,
                 "proto": wire(proto),
-                "first": first,
+                "first": first + start,
                 "count": count,
                 "channel": channel,
                 "concurrency": per_proc,
                 "deflate": deflate,
                 "timeout_ms": CONNECT_TIMEOUT_MS,
             }
-            for first, count in self._split(clients)
+            for start, count in self._split(clients)
         ]
         answers = await self._ask_all("connect", params)
         errors: dict[str, int] = {}

@@ -31,7 +31,6 @@ LABELS = {
 }
 
 
-
 def wire(system: str) -> str:
     """The protocol a system's clients and publisher speak: both pushgate forms speak pushgate's."""
     return PUSHGATE if system in OURS else system

@@ -47,6 +47,10 @@ class Options:
     # connect-storm
     storm_clients: int = 5000
     storm_concurrency: int = 500
+    # cost-curves
+    curve_points: list[int] = field(default_factory=lambda: [2000, 5000, 10000, 20000])
+    curve_delivery_points: list[int] = field(default_factory=lambda: [2000, 10000, 20000])
+    curve_rounds: int = 2
     # jobs
     jobs_rate: float = 50.0
     jobs_duration_s: float = 20.0
