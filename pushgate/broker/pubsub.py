@@ -79,6 +79,9 @@ class PubSubConnection:
         self._names: set[str] = {CONTROL_CHANNEL}  # what we want subscribed, by Redis name
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # Commands asked for in this turn of the event loop, written together at its end: a
+        # connect storm subscribes thousands of channels, one write each was a system call each.
+        self._outgoing: list[bytes] = []
         self._parser = hiredis.Reader(encoding="utf-8", errors="replace")
 
     async def start(self) -> None:
@@ -86,6 +89,7 @@ class PubSubConnection:
 
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
+        self._outgoing.clear()  # meant for this connection; a reconnect subscribes _names anew
         if writer is not None:
             writer.close()
             with contextlib.suppress(OSError):
@@ -105,8 +109,15 @@ class PubSubConnection:
     def _send(self, data: bytes) -> bool:
         if self._writer is None or self._writer.is_closing():
             return False
-        self._writer.write(data)
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(data)
         return True
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if outgoing and self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"".join(outgoing))
 
     async def next_events(self) -> list[LiveEvent]:
         """Wait for the next batch: every complete reply that has arrived, decoded."""
