@@ -204,6 +204,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         elif self.handshake_complete and self._rejection is None:
             self.queue.put_nowait({"type": DISCONNECT, "code": 1012})
             self.conn.send_close(1012)
+            self.close_sent = True
             self._flush()
         else:
             self._send_500()
@@ -400,6 +401,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self._pinged = None
         if self.close_sent or self.transport.is_closing():
             return
+        self.queue.put_nowait({"type": DISCONNECT, "code": 1011, "reason": "ping timeout"})
         self.conn.fail(1011, "keepalive ping timeout")
         self.close_sent = True
         self._flush()

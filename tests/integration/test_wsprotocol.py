@@ -242,7 +242,7 @@ def test_a_silent_peer_is_closed_by_the_ping_timeout(ws: Any) -> None:
     """The silent client reads but never answers a ping; the other one answers (websockets'
     client does) and stays open across the same pings."""
     with (
-        serve(ws, ws_ping_interval=0.2, ws_ping_timeout=0.3) as (port, _seen, _),
+        serve(ws, ws_ping_interval=0.2, ws_ping_timeout=0.3) as (port, seen, _),
         ws_connect(port, b"/echo") as silent,
         connect(f"ws://127.0.0.1:{port}/echo") as answering,
     ):
@@ -251,6 +251,9 @@ def test_a_silent_peer_is_closed_by_the_ping_timeout(ws: Any) -> None:
         assert "keepalive" in transcript.close_reason
         answering.send("still here")
         assert answering.recv() == "still here"
+    # The lean protocol tells the app why (uvicorn's says 1005, as for a vanished peer).
+    codes = [m["code"] for m in seen.disconnects]
+    assert codes[0] == (1011 if ws is LeanWebSocketProtocol else 1005)
 
 
 def test_a_close_from_the_client_reaches_the_app_with_its_code_and_reason(ws: Any) -> None:
