@@ -79,12 +79,19 @@ class Stack:
         A ``pushgate gateway`` replica drains in no time unless ``env`` says otherwise, so that
         stopping it is as quick as stopping uvicorn.
         """
-        port = free_port()
         form = len(self.gateways) % 3
         if form == 0:
+            port = free_port()
             argv = [*self._pushgate_gateway(port), "--log-level", "warning"]
             return self._launch(argv, port, {"PUSHGATE_DRAIN_SECONDS": "0", **(env or {})}, log)
-        target = ["gateway.app:app"] if form == 1 else ["--factory", "gateway.app:create_app"]
+        return self.start_uvicorn_gateway(env, log, factory=form == 2)
+
+    def start_uvicorn_gateway(
+        self, env: dict[str, str] | None = None, log: IO[bytes] | None = None, *, factory: bool
+    ) -> Gateway:
+        """A gateway under plain uvicorn: ``gateway.app:app``, or with ``factory`` its factory."""
+        port = free_port()
+        target = ["--factory", "gateway.app:create_app"] if factory else ["gateway.app:app"]
         argv = [
             str(BIN / "uvicorn"), *target, "--host", "127.0.0.1", "--port", str(port),
             "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning",
