@@ -2,8 +2,9 @@
 
 A publication goes to thousands of sockets as the same bytes (server frames are not masked), so
 the gateway frames it once and hands those bytes to each connection's transport. That is only
-valid for uvicorn's sans-I/O WebSocket protocol with no extension negotiated (permessage-deflate
-compresses per connection); anything else takes the ordinary ASGI path. A frame goes out only
+valid for uvicorn's sans-I/O WebSocket protocol, or pushgate's lean one (``gateway/wsprotocol.py``),
+with no extension negotiated (permessage-deflate compresses per connection); anything else takes
+the ordinary ASGI path. A frame goes out only
 while the connection is open and writable, so ordering and backpressure stay the protocol's.
 
 While the hub hands out one batch of publications, writes are corked: each socket then gets all
