@@ -7,8 +7,9 @@ uvicorn's CLI cannot name a class of ours). It speaks ASGI as uvicorn's own sans
 backpressure, 1012 on shutdown. What differs is what an idle socket keeps: uvicorn's holds an
 ``asyncio.Queue`` and an ``asyncio.Event`` (each with its own deques), the handshake's request and
 response, and some thirty attributes in a ``__dict__``. This one keeps a slotted object, the
-``ServerProtocol``, two small slotted helpers and one timer; a future exists only while the app
-waits, the handshake is dropped once it is answered.
+``ServerProtocol`` and two small slotted helpers; a future exists only while the app waits, its
+pings are timed by one timer per server (``keepalive.py``), the handshake is dropped once it is
+answered.
 
 RFC 6455 framing and handshake validation stay websockets'; this module only moves bytes between
 the transport and the ``ServerProtocol`` and events between it and the app. It keeps uvicorn's
@@ -40,6 +41,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from gateway.keepalive import Due, Keepalive
 from gateway.lazysync import Flag, Inbox
 
 log = logging.getLogger("uvicorn.error")
@@ -57,7 +59,8 @@ class Shared:
 
     __slots__ = (
         "access_log", "app", "asgi_version", "connections", "default_headers", "extensions",
-        "frames_log", "loop", "max_size", "ping_interval", "ping_timeout", "root_path", "tasks",
+        "frames_log", "keepalive", "loop", "max_size", "ping_interval", "ping_timeout",
+        "root_path", "tasks",
     )  # fmt: skip
 
     def __init__(self, config: Config, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
@@ -79,6 +82,8 @@ class Shared:
         interval = config.ws_ping_interval
         self.ping_interval = interval if interval is not None and interval > 0 else None
         self.ping_timeout = config.ws_ping_timeout
+        delays = [d for d in (self.ping_interval, self.ping_timeout) if d]
+        self.keepalive = Keepalive(loop, min(delays)) if self.ping_interval else None
         # The factory is configuration only: one list serves every connection. uvicorn's settings.
         self.extensions: list[ServerExtensionFactory] = (
             [
@@ -100,9 +105,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
     """One WebSocket connection under uvicorn (see the module's docstring)."""
 
     __slots__ = (
-        "_fragments", "_path", "_pinged", "_rejection", "_response", "_shared", "_state", "_text",
-        "_timer", "close_sent", "close_timer", "conn", "disconnected", "handshake_complete",
-        "queue", "read_paused", "transport", "writable",
+        "_bucket", "_fragments", "_path", "_pinged", "_rejection", "_response", "_shared",
+        "_state", "_text", "close_sent", "close_timer", "conn", "disconnected",
+        "handshake_complete", "queue", "read_paused", "transport", "writable",
     )  # fmt: skip
 
     close_timeout = CLOSE_TIMEOUT  # read by direct.py's close_now
@@ -136,7 +141,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.disconnected = False
         self.read_paused = False
         self.close_timer: asyncio.TimerHandle | None = None
-        self._timer: asyncio.TimerHandle | None = None  # the next ping, or the pong's deadline
+        self._bucket: set[Due] | None = None  # where Keepalive holds its next ping or deadline
         self._pinged: bytes | None = None  # the payload of the ping awaiting its pong
         self._fragments: list[bytes] | None = None  # a fragmented message's frames so far
         self._text = False
@@ -361,20 +366,30 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self._flush()
         self.transport.close()
 
-    # Keepalive: one timer at a time, the next ping or the deadline of its pong.
+    # Keepalive: the next ping, or the deadline of its pong, held by the server's Keepalive.
 
     def _start_keepalive(self) -> None:
-        if self._shared.ping_interval is not None:
-            self._timer = self.loop.call_later(self._shared.ping_interval, self._ping)
+        self._wait(self._shared.ping_interval)
+
+    def _wait(self, delay: float | None) -> None:
+        keepalive = self._shared.keepalive
+        if keepalive is not None and delay is not None:
+            self._bucket = keepalive.schedule(self, delay)
 
     def _stop_keepalive(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._bucket is not None:
+            self._bucket.discard(self)
+            self._bucket = None
         self._pinged = None
 
+    def keepalive_due(self) -> None:
+        self._bucket = None
+        if self._pinged is not None and self._shared.ping_timeout is not None:
+            self._ping_timed_out()
+        else:
+            self._ping()
+
     def _ping(self) -> None:
-        self._timer = None
         if self.close_sent or self.transport.is_closing():
             return
         # A fresh payload each time, so that a late pong of an earlier ping does not count.
@@ -382,22 +397,17 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.conn.send_ping(self._pinged)
         self._flush()
         timeout = self._shared.ping_timeout
-        if timeout is not None:
-            self._timer = self.loop.call_later(timeout, self._ping_timed_out)
-        else:
-            self._start_keepalive()
+        self._wait(timeout if timeout is not None else self._shared.ping_interval)
 
     def _pong(self, payload: bytes) -> None:
         if self._pinged is None or payload != self._pinged:
             return
         self._pinged = None
         if self._shared.ping_timeout is not None:  # else the next ping is already due
-            if self._timer is not None:
-                self._timer.cancel()
+            self._stop_keepalive()
             self._start_keepalive()
 
     def _ping_timed_out(self) -> None:
-        self._timer = None
         self._pinged = None
         if self.close_sent or self.transport.is_closing():
             return
