@@ -68,8 +68,13 @@ class Inbox:
         waiter.set_result(None)
         return True
 
-    async def get(self) -> Message:
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+    def waiter(self) -> asyncio.Future[None]:
+        """What the next message resolves. The reader awaits it itself, not through a coroutine
+        of ours, so that an idle socket's wait holds one frame less (about 150 bytes)."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+    def pop(self) -> Message:
+        """The oldest message (there is one: check ``empty`` first)."""
+        assert self._items
         return self._items.pop(0)

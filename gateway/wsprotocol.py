@@ -420,7 +420,10 @@ class LeanWebSocketProtocol(asyncio.Protocol):
     # ASGI
 
     async def receive(self) -> Message:
-        message = await self.queue.get()
+        queue = self.queue
+        while queue.empty():
+            await queue.waiter()
+        message = queue.pop()
         if self.read_paused and self.queue.empty():
             self.read_paused = False
             self.transport.resume_reading()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from gateway.access import origin_allowed
@@ -122,45 +122,45 @@ class RpcConnection:
         return self._session.identity or ANONYMOUS
 
     async def run(self) -> None:
+        """Read until the client leaves (also after a close we sent: it answers, or uvicorn
+        drops it after its close timeout). The receive is awaited here, not in a helper: every
+        coroutine frame of the wait is held by every idle socket."""
+        connect_by = self._loop.time() + self._svc.settings.limits.connect_timeout
         try:
-            await self._read_loop()
+            while True:
+                auth = self._svc.auth.enabled
+                deadline = None if self._session.connected or not auth else connect_by
+                if deadline is None:  # most sockets: no timer per read
+                    message = await self._ws.receive()
+                else:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            message = await self._ws.receive()
+                    except TimeoutError:
+                        self._outbox.finish(CloseCode.UNAUTHORIZED, "connect timeout")
+                        connect_by = float("inf")
+                        continue
+                if not await self._on_message(message):
+                    return
+                del message  # an idle socket does not hold its last message
         finally:
-            if self._rpc is not None:  # first: its handlers would write to the outbox
-                await self._rpc.close()
-            await self._outbox.stop()
-            if self._expiry is not None:
-                self._expiry.cancel()
-            for channel, feed in self._feeds.items():
-                self._svc.hub.unsubscribe(channel, feed)
+            await self._leave()
+
+    async def _leave(self) -> None:
+        if self._rpc is not None:  # first: its handlers would write to the outbox
+            await self._rpc.close()
+        await self._outbox.stop()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for channel, feed in self._feeds.items():
+            self._svc.hub.unsubscribe(channel, feed)
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is already queued (a drain does)."""
         self._outbox.finish(code, reason)
 
-    async def _read_loop(self) -> None:
-        """Read until the client leaves (also after a close we sent: it answers, or uvicorn
-        drops it after its close timeout)."""
-        connect_by = self._loop.time() + self._svc.settings.limits.connect_timeout
-        while True:
-            deadline = None if self._session.connected or not self._svc.auth.enabled else connect_by
-            read = await self._read_one(deadline)
-            if read is None:
-                self._outbox.finish(CloseCode.UNAUTHORIZED, "connect timeout")
-                connect_by = float("inf")
-            elif not read:
-                return
-
-    async def _read_one(self, deadline: float | None) -> bool | None:
-        """Read and handle one message: False once the client left, None when ``deadline``
-        passed first. The message lives only here, so an idle socket does not hold its last."""
-        if deadline is None:  # most sockets: no timer per read
-            message = await self._ws.receive()
-        else:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await self._ws.receive()
-            except TimeoutError:
-                return None
+    async def _on_message(self, message: Message) -> bool:
+        """Handle one message; False once the client left."""
         metrics = self._svc.metrics
         if message["type"] == "websocket.disconnect":
             metrics.closed.labels("ws_rpc", str(message.get("code", 1005))).inc()
