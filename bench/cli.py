@@ -16,7 +16,7 @@ from typing import Any
 
 from bench import deps, report, systems
 from bench.procs import Children, load_average, raise_fd_limit
-from bench.workloads import connections, delivery, jobs, parse, scale
+from bench.workloads import connections, curves, delivery, jobs, parse, scale
 from bench.workloads.common import Context, Options
 
 RESULTS = Path(__file__).parent / "results"
@@ -26,6 +26,7 @@ WORKLOADS: dict[str, Workload] = {
     "per-channel": delivery.per_channel,
     "idle-memory": connections.idle_memory,
     "connect-storm": connections.connect_storm,
+    "cost-curves": curves.cost_curves,
     "jobs": jobs.jobs,
     "parse": parse.parse,
     "scale": scale.scale,
@@ -82,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("connect-storm")
     g.add_argument("--storm-clients", type=int, default=d.storm_clients)
     g.add_argument("--storm-concurrency", type=int, default=d.storm_concurrency)
+    g = p.add_argument_group("cost-curves")
+    g.add_argument("--curve-points", default=_csv(d.curve_points), help="clients, comma-separated")
+    g.add_argument(
+        "--curve-delivery-points",
+        default=_csv(d.curve_delivery_points),
+        help="the points that also deliver, comma-separated",
+    )
+    g.add_argument("--curve-rounds", type=int, default=d.curve_rounds)
     g = p.add_argument_group("jobs")
     g.add_argument("--jobs-rate", type=float, default=d.jobs_rate)
     g.add_argument("--jobs-duration", type=float, default=d.jobs_duration_s)
@@ -154,6 +163,9 @@ def _options(args: argparse.Namespace) -> Options:
         idle_clients=scaled(args.idle_clients),
         storm_clients=scaled(args.storm_clients),
         storm_concurrency=min(args.storm_concurrency, scaled(args.storm_clients)),
+        curve_points=[scaled(n) for n in _counts(args.curve_points)],
+        curve_delivery_points=[scaled(n) for n in _counts(args.curve_delivery_points)],
+        curve_rounds=args.curve_rounds,
         jobs_rate=args.jobs_rate,
         jobs_duration_s=args.jobs_duration * min(1.0, args.scale),
         jobs_max_jobs=scaled(args.jobs_max_jobs),

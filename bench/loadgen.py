@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.procs import Child, Children
 from bench.stats import Histogram
+from bench.systems import wire
 
 JS_DIR = Path(__file__).parent / "js"
 CONNECT_TIMEOUT_MS = 30_000
@@ -118,7 +119,7 @@ class LoadGen:
         params = [
             {
                 "url": url,
-                "proto": proto,
+                "proto": wire(proto),
                 "first": start,
                 "count": count,
                 "channel": channel,

@@ -17,16 +17,25 @@ from pushgate.cli.redis_server import RedisServer
 REPO = Path(__file__).resolve().parent.parent
 JS_DIR = Path(__file__).parent / "js"
 
-PUSHGATE = "pushgate"
+PUSHGATE = "pushgate"  # `pushgate gateway`: its lean WebSocket protocol
+PUSHGATE_UVICORN = "pushgate-uvicorn"  # `uvicorn gateway.app:app`: uvicorn's websockets-sansio
 BROADCASTER = "broadcaster"
 SOCKETIO = "socketio"
-SYSTEMS = (PUSHGATE, BROADCASTER, SOCKETIO)
+SYSTEMS = (PUSHGATE, PUSHGATE_UVICORN, BROADCASTER, SOCKETIO)
+OURS = (PUSHGATE, PUSHGATE_UVICORN)
 PEERS = (BROADCASTER, SOCKETIO)
 LABELS = {
     PUSHGATE: "pushgate",
+    PUSHGATE_UVICORN: "pushgate (uvicorn's ws)",
     BROADCASTER: "broadcaster (Starlette)",
     SOCKETIO: "Socket.IO (Node)",
 }
+
+
+def wire(system: str) -> str:
+    """The protocol a system's clients and publisher speak: both pushgate forms speak pushgate's."""
+    return PUSHGATE if system in OURS else system
+
 
 NAMESPACE = "bench"
 HISTORY_SIZE = 100
@@ -53,6 +62,8 @@ def pushgate_env(redis_url: str, broker_urls: Sequence[str] = ()) -> dict[str, s
         "PUSHGATE_RATE_SUBMIT": "0",
         "PUSHGATE_RATE_PUBLISH": "0",
         "PUSHGATE_RATE_CONNECT": "0",
+        # `pushgate gateway` stops at once on SIGTERM, as uvicorn does.
+        "PUSHGATE_DRAIN_SECONDS": "0",
     }
 
 
@@ -67,6 +78,13 @@ def uvicorn_argv(app: str, port: int, *, deflate: bool) -> list[str]:
 def redis_pid(redis: RedisServer) -> int:
     assert redis.process is not None
     return redis.process.pid
+
+
+def pushgate_argv(port: int, *, deflate: bool) -> list[str]:
+    return [
+        str(VENV_BIN / "pushgate"), "gateway", "--host", "127.0.0.1", "--port", str(port),
+        "--ws-per-message-deflate", "true" if deflate else "false", "--log-level", "warning",
+    ]  # fmt: skip
 
 
 @dataclass
@@ -99,13 +117,17 @@ async def start(
 ) -> Running:
     """One server process of ``system`` on ``brokers`` (more than one: pushgate only)."""
     redis = brokers[0]
-    if len(brokers) > 1 and system != PUSHGATE:
+    if len(brokers) > 1 and system not in OURS:
         raise ValueError(f"{system} runs on one Redis")
     port = free_port()
     http_url = f"http://127.0.0.1:{port}"
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHGATE_")}
-    if system == PUSHGATE:
-        argv = uvicorn_argv("gateway.app:app", port, deflate=deflate)
+    if system in OURS:
+        argv = (
+            pushgate_argv(port, deflate=deflate)
+            if system == PUSHGATE
+            else uvicorn_argv("gateway.app:app", port, deflate=deflate)
+        )
         shards = [b.url for b in brokers] if len(brokers) > 1 else []
         env = {**base_env, **pushgate_env(redis.url, shards)}
         ready, ws_url = f"{http_url}/readyz", f"ws://127.0.0.1:{port}/ws"

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 from gateway import request_head
 from gateway.delivery.connections import DRAIN_CODE, DRAIN_REASON, Connections
 from gateway.delivery.direct import SERVER_SEND, check_fast_path_available
+from gateway.delivery.positions import PositionReads
 from gateway.delivery.shards import ShardedHub
 from gateway.endpoints import health, openapi, pages, sse, status, ws_jobs, ws_rpc
 from gateway.endpoints import jobs as jobs_api
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
                     settings=resolved,
                     redis=redis,
                     backend=backend,
+                    positions=PositionReads(backend),
                     hub=hub,
                     auth=Authenticator(resolved.auth),
                     namespaces=namespaces,

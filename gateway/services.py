@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 from starlette.requests import HTTPConnection
 
 from gateway.delivery.connections import Connections
+from gateway.delivery.positions import PositionReads
 from gateway.delivery.shards import ShardedHub
 from gateway.job_wait import JobWaits
 from gateway.metrics import GatewayMetrics
@@ -27,6 +28,7 @@ class Services:
     settings: Settings
     redis: ArqRedis
     backend: ShardedStore  # the broker plane: history, publishing, job records
+    positions: PositionReads  # the backend's position reads, batched
     hub: ShardedHub
     auth: Authenticator
     namespaces: Namespaces

@@ -130,20 +130,9 @@ class RawWebSocket:
 
     def read_until_close(self, *, timeout: float = TIMEOUT) -> WsTranscript:
         """Read server frames until a close frame (or the connection ends without one)."""
-        self.sock.settimeout(timeout)
         transcript = WsTranscript()
-        while True:
-            frame = _next_frame(self._buffer)
-            if frame is None:
-                try:
-                    chunk = self.sock.recv(65536)
-                except (ConnectionResetError, TimeoutError):
-                    return transcript
-                if not chunk:
-                    return transcript
-                self._buffer += chunk
-                continue
-            opcode, payload, self._buffer = frame
+        while (frame := self.next_frame(timeout=timeout)) is not None:
+            opcode, payload = frame
             if opcode == 0x8:
                 if len(payload) >= 2:
                     transcript.close_code = struct.unpack("!H", payload[:2])[0]
@@ -151,6 +140,21 @@ class RawWebSocket:
                 return transcript
             if opcode == 0x1:
                 transcript.texts.append(payload.decode())
+        return transcript
+
+    def next_frame(self, *, timeout: float = TIMEOUT) -> tuple[int, bytes] | None:
+        """The next server frame's (opcode, payload); None once the connection ends."""
+        self.sock.settimeout(timeout)
+        while (frame := _next_frame(self._buffer)) is None:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except (ConnectionResetError, TimeoutError):
+                return None
+            if not chunk:
+                return None
+            self._buffer += chunk
+        opcode, payload, self._buffer = frame
+        return opcode, payload
 
 
 def ws_connect(

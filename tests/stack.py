@@ -72,16 +72,26 @@ class Stack:
     def start_gateway(
         self, env: dict[str, str] | None = None, log: IO[bytes] | None = None
     ) -> Gateway:
-        """Replicas alternate between the two documented forms: the app and its factory.
+        """Replicas rotate over the three documented forms: ``pushgate gateway`` (its lean
+        WebSocket protocol), then uvicorn's app and its factory (uvicorn's own protocol).
 
         ``env`` overrides the stack's environment for this gateway only; ``log`` gets its output.
+        A ``pushgate gateway`` replica drains in no time unless ``env`` says otherwise, so that
+        stopping it is as quick as stopping uvicorn.
         """
+        form = len(self.gateways) % 3
+        if form == 0:
+            port = free_port()
+            argv = [*self._pushgate_gateway(port), "--log-level", "warning"]
+            return self._launch(argv, port, {"PUSHGATE_DRAIN_SECONDS": "0", **(env or {})}, log)
+        return self.start_uvicorn_gateway(env, log, factory=form == 2)
+
+    def start_uvicorn_gateway(
+        self, env: dict[str, str] | None = None, log: IO[bytes] | None = None, *, factory: bool
+    ) -> Gateway:
+        """A gateway under plain uvicorn: ``gateway.app:app``, or with ``factory`` its factory."""
         port = free_port()
-        target = (
-            ["gateway.app:app"]
-            if len(self.gateways) % 2 == 0
-            else ["--factory", "gateway.app:create_app"]
-        )
+        target = ["--factory", "gateway.app:create_app"] if factory else ["gateway.app:app"]
         argv = [
             str(BIN / "uvicorn"), *target, "--host", "127.0.0.1", "--port", str(port),
             "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning",
@@ -94,11 +104,11 @@ class Stack:
         """A gateway run by ``pushgate gateway``, the form that drains on SIGTERM; ``port``
         reuses one (a restart in place)."""
         port = port or free_port()
-        argv = [
-            str(BIN / "pushgate"), "gateway", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning",
-        ]  # fmt: skip
-        return self._launch(argv, port, env)
+        return self._launch([*self._pushgate_gateway(port), "--log-level", "warning"], port, env)
+
+    @staticmethod
+    def _pushgate_gateway(port: int) -> list[str]:
+        return [str(BIN / "pushgate"), "gateway", "--host", "127.0.0.1", "--port", str(port)]
 
     def _launch(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 from bench.loadgen import DeliveryStats, LoadGen, split
 from bench.procs import Child, Children, CpuMeter, MachineMeter, memory_kb
 from bench.stats import Histogram
-from bench.systems import HISTORY_SIZE, HISTORY_TTL, LABELS, Running, redis_pid
+from bench.systems import HISTORY_SIZE, HISTORY_TTL, LABELS, Running, redis_pid, wire
 
 # A load generator or publisher process above this share of one core is the bottleneck.
 SATURATED_CPU_PERCENT = 90.0
@@ -48,6 +48,10 @@ class Options:
     # connect-storm
     storm_clients: int = 5000
     storm_concurrency: int = 500
+    # cost-curves
+    curve_points: list[int] = field(default_factory=lambda: [2000, 5000, 10000, 20000])
+    curve_delivery_points: list[int] = field(default_factory=lambda: [2000, 10000, 20000])
+    curve_rounds: int = 2
     # jobs
     jobs_rate: float = 50.0
     jobs_duration_s: float = 20.0
@@ -142,7 +146,7 @@ class Publishers:
         cls, ctx: Context, server: Running, phase: int, plans: list[PublisherPlan]
     ) -> Publishers:
         spec = {
-            "system": server.system,
+            "system": wire(server.system),
             "redis_urls": [broker.url for broker in server.brokers],
             "phase": phase,
             "history_size": HISTORY_SIZE,

@@ -22,7 +22,7 @@ WARM_UP_CLIENTS = 50
 
 
 def _is_pushgate(row: dict[str, Any]) -> bool:
-    return bool(row["system"] == systems.PUSHGATE)
+    return row["system"] in systems.OURS
 
 
 def _is_peer(row: dict[str, Any]) -> bool:

@@ -82,7 +82,7 @@ async def _run_phases(
 
 def _compare(rows: list[dict[str, Any]]) -> None:
     def subject(row: dict[str, Any]) -> bool:
-        return bool(row["system"] == systems.PUSHGATE)
+        return row["system"] in systems.OURS
 
     def peer(row: dict[str, Any]) -> bool:
         return row["system"] in systems.PEERS

@@ -2,8 +2,9 @@
 
 A publication goes to thousands of sockets as the same bytes (server frames are not masked), so
 the gateway frames it once and hands those bytes to each connection's transport. That is only
-valid for uvicorn's sans-I/O WebSocket protocol with no extension negotiated (permessage-deflate
-compresses per connection); anything else takes the ordinary ASGI path. A frame goes out only
+valid for uvicorn's sans-I/O WebSocket protocol, or pushgate's lean one (``gateway/wsprotocol.py``),
+with no extension negotiated (permessage-deflate compresses per connection); anything else takes
+the ordinary ASGI path. A frame goes out only
 while the connection is open and writable, so ordering and backpressure stay the protocol's.
 
 While the hub hands out one batch of publications, writes are corked: each socket then gets all
@@ -23,7 +24,13 @@ from starlette.types import Scope, Send
 from uvicorn.protocols.websockets import auto
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from gateway.wsprotocol import LeanWebSocketProtocol
+
 log = logging.getLogger(__name__)
+
+# The protocols whose internals this module writes to: uvicorn's sans-I/O one, and ours, which
+# keeps the same attribute names for it (``pushgate gateway``'s default).
+SansIOProtocol = WebSocketsSansIOProtocol | LeanWebSocketProtocol
 
 
 class Cork:
@@ -62,13 +69,13 @@ class Transport:
 
     __slots__ = ("_protocol",)
 
-    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+    def __init__(self, protocol: SansIOProtocol) -> None:
         self._protocol = protocol
 
     @classmethod
     def of(cls, send: Send | None) -> Transport | None:
         protocol = getattr(send, "__self__", None)
-        return cls(protocol) if isinstance(protocol, WebSocketsSansIOProtocol) else None
+        return cls(protocol) if isinstance(protocol, SansIOProtocol) else None
 
     @classmethod
     def of_scope(cls, scope: Scope) -> Transport | None:
@@ -102,7 +109,7 @@ class DirectSink:
 
     __slots__ = ("_cork", "_pending", "_protocol")
 
-    def __init__(self, protocol: WebSocketsSansIOProtocol, cork: Cork) -> None:
+    def __init__(self, protocol: SansIOProtocol, cork: Cork) -> None:
         self._protocol = protocol
         self._cork = cork
         self._pending: list[bytes] = []

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from gateway.delivery.direct import DirectWrites
+from gateway.lazysync import Flag
 from gateway.metrics import GatewayMetrics
 from pushgate.broker.pubsub import Confirmed, Connected, Disconnected, LiveEvent, PubSubConnection
 from pushgate.broker.store import Backend, Replay
@@ -66,7 +67,7 @@ class _Channel:
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
-        self.live = asyncio.Event()
+        self.live = Flag()  # not asyncio.Event: a channel per idle subscriber is common
         # Highest offset handed to subscribers: the hub passes each offset on at most once.
         self.last_key: OffsetKey | None = None
         # The epoch of every offset handed off or noted: another one means the history was lost.

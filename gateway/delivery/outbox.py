@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,7 +68,9 @@ class Outbox:
         self._sent = sent
         self._transport = transport
         self._direct = direct
-        self._queue: deque[str | _Close] = deque()
+        # A list, not a deque: an empty deque costs ~700 bytes on every idle socket, and the
+        # queue is short (ws_queue_size) and rarely used (only while the client lags).
+        self._queue: list[str | _Close] = []
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._aborted: _Close | None = None
@@ -170,7 +171,7 @@ class Outbox:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                if await self._send(self._queue.popleft()):
+                if await self._send(self._queue.pop(0)):
                     return
         except (WebSocketDisconnect, OSError, RuntimeError):
             self._queue.clear()  # the client is gone; the reader sees it too

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from gateway.access import origin_allowed
@@ -136,51 +136,62 @@ class RpcConnection:
         return self._session.identity or ANONYMOUS
 
     async def run(self) -> None:
+        """Read until the client leaves (also after a close we sent: it answers, or uvicorn
+        drops it after its close timeout). The receive is awaited here, not in a helper: every
+        coroutine frame of the wait is held by every idle socket."""
+        connect_by = self._loop.time() + self._svc.settings.limits.connect_timeout
         log.debug("socket opened", extra={"client": self._client, "transport": "ws_rpc"})
         try:
-            await self._read_loop()
+            while True:
+                auth = self._svc.auth.enabled
+                deadline = None if self._session.connected or not auth else connect_by
+                if deadline is None:  # most sockets: no timer per read
+                    message = await self._ws.receive()
+                else:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            message = await self._ws.receive()
+                    except TimeoutError:
+                        self._outbox.finish(CloseCode.UNAUTHORIZED, "connect timeout")
+                        connect_by = float("inf")
+                        continue
+                if not await self._on_message(message):
+                    return
+                del message  # an idle socket does not hold its last message
         finally:
-            if self._rpc is not None:  # first: its handlers would write to the outbox
-                await self._rpc.close()
-            await self._outbox.stop()
-            if self._expiry is not None:
-                self._expiry.cancel()
-            for channel, feed in self._feeds.items():
-                self._svc.hub.unsubscribe(channel, feed)
+            await self._leave()
+
+    async def _leave(self) -> None:
+        if self._rpc is not None:  # first: its handlers would write to the outbox
+            await self._rpc.close()
+        await self._outbox.stop()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for channel, feed in self._feeds.items():
+            self._svc.hub.unsubscribe(channel, feed)
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is already queued (a drain does)."""
         self._outbox.finish(code, reason)
 
-    async def _read_loop(self) -> None:
-        """Read until the client leaves (also after a close we sent: it answers, or uvicorn
-        drops it after its close timeout)."""
-        settings = self._svc.settings
-        connect_by = self._loop.time() + settings.limits.connect_timeout
-        while True:
-            deadline = None if self._session.connected or not self._svc.auth.enabled else connect_by
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await self._ws.receive()
-            except TimeoutError:
-                self._outbox.finish(CloseCode.UNAUTHORIZED, "connect timeout")
-                connect_by = float("inf")
-                continue
-            metrics = self._svc.metrics
-            if message["type"] == "websocket.disconnect":
-                code = int(message.get("code", 1005))
-                metrics.closed.labels("ws_rpc", str(code)).inc()
-                self._log_closed(code)
-                return
-            metrics.messages_received.labels("ws_rpc").inc()
-            text = message.get("text")
-            if frame_size(message) > settings.limits.max_message_bytes:
-                limit = settings.limits.max_message_bytes
-                self._outbox.abort(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
-            elif text is None:  # docs/protocol.md: text frames only
-                self._outbox.finish(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
-            elif not self._outbox.closing:
-                await self._handle(text)
+    async def _on_message(self, message: Message) -> bool:
+        """Handle one message; False once the client left."""
+        metrics = self._svc.metrics
+        if message["type"] == "websocket.disconnect":
+            code = int(message.get("code", 1005))
+            metrics.closed.labels("ws_rpc", str(code)).inc()
+            self._log_closed(code)
+            return False
+        metrics.messages_received.labels("ws_rpc").inc()
+        text = message.get("text")
+        limit = self._svc.settings.limits.max_message_bytes
+        if frame_size(message) > limit:
+            self._outbox.abort(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
+        elif text is None:  # docs/protocol.md: text frames only
+            self._outbox.finish(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+        elif not self._outbox.closing:
+            await self._handle(text)
+        return True
 
     def _log_closed(self, code: int) -> None:
         lived = self._loop.time() - self._opened
@@ -361,7 +372,7 @@ class RpcConnection:
         else:
             await self._attach(channel.full, feed)
             try:
-                position = await from_redis(self._svc, self._svc.backend.position(channel.full))
+                position = await from_redis(self._svc, self._svc.positions.read(channel.full))
             except BaseException:
                 self._unsubscribe(channel)
                 raise

@@ -104,7 +104,6 @@ class _Node:
     link: RespLink
     names: set[str] = field(default_factory=set)  # placed here: subscribed, or due at connect
     sent: deque[tuple[str, str, ReplyAs]] = field(default_factory=deque)  # unanswered, in order
-    outbox: list[bytes] = field(default_factory=list)  # commands of this loop turn, unwritten
     up: bool = False
     told_down: bool = False  # its outage was reported
     task: asyncio.Task[None] | None = None
@@ -189,17 +188,9 @@ class ClusterPubSub:
     def _send(self, node: _Node, verb: str, name: str, reply_as: ReplyAs) -> bool:
         if not node.up or not node.link.connected:
             return False  # the node's (re)connect subscribes what is placed on it
-        if not node.outbox:  # the first of this loop turn: one write takes all of them
-            asyncio.get_running_loop().call_soon(self._flush, node)
-        node.outbox.append(command(verb, name))
+        node.link.send(command(verb, name))  # the link writes a loop turn's commands at once
         node.sent.append((verb, name, reply_as))
         return True
-
-    @staticmethod
-    def _flush(node: _Node) -> None:
-        batch, node.outbox = node.outbox, []
-        if batch:  # lost with a broken link: its reconnect resubscribes what is placed there
-            node.link.send(b"".join(batch))
 
     def _node(self, address: str) -> _Node:
         node = self._nodes.get(address)
@@ -236,7 +227,6 @@ class ClusterPubSub:
         node.up = True
         node.told_down = False
         node.sent.clear()
-        node.outbox.clear()
         self._queue.put_nowait([NodeConnected(node.address)])
         for name in sorted(node.names):
             self._send(node, "SSUBSCRIBE", name, "confirm")
@@ -251,7 +241,6 @@ class ClusterPubSub:
         node.up = False
         node.told_down = True
         node.sent.clear()
-        node.outbox.clear()
 
     def _handle(self, node: _Node, replies: list[Any]) -> list[ClusterEvent]:
         events: list[ClusterEvent] = []

@@ -101,6 +101,9 @@ class RespLink:
         self._wake_interval = ping_interval / wakes_per_ping
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        # Commands asked for in this turn of the event loop, written together at its end: a
+        # connect storm subscribes thousands of channels, one write each was a system call each.
+        self._outgoing: list[bytes] = []
         self._parser = hiredis.Reader(encoding="utf-8", errors="replace")
 
     @property
@@ -135,17 +138,26 @@ class RespLink:
 
     async def close(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
+        self._outgoing.clear()  # meant for this connection (a reconnect sends what it needs)
         if writer is not None:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
     def send(self, data: bytes) -> bool:
-        """Write ``data``; False when disconnected."""
+        """Write ``data``, with every other command of this loop turn; False when
+        disconnected."""
         if self._writer is None or self._writer.is_closing():
             return False
-        self._writer.write(data)
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(data)
         return True
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if outgoing and self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"".join(outgoing))
 
     async def read(self, on_wake: Callable[[], Awaitable[None]] | None = None) -> list[Any]:
         """Every complete reply that has arrived (errors as ``hiredis.ReplyError``), waiting

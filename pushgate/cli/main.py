@@ -92,6 +92,11 @@ def _gateway_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         metavar="{true,false}",
         help="WebSocket compression (default false: it costs ~40 kB per idle connection)",
     )
+    gateway.add_argument(
+        "--ws",
+        choices=["lean", "websockets-sansio"],
+        help="WebSocket protocol: pushgate's lean one (default) or uvicorn's websockets-sansio",
+    )
     gateway.add_argument("--ws-ping-interval", type=float, help="seconds (default 20)")
     gateway.add_argument("--ws-ping-timeout", type=float, help="seconds (default 20)")
     gateway.add_argument(

@@ -192,7 +192,7 @@ async def test_plain_uvicorn_closes_every_socket_at_once(stack: Stack) -> None:
     """The baseline that README documents: under ``uvicorn gateway.app:app`` SIGTERM is
     uvicorn's. Every socket gets 1012 in the same instant, and the SSE streams are not ended
     (uvicorn waits for their clients to leave, here by their 3 s read timeout)."""
-    gateway = stack.start_gateway()
+    gateway = stack.start_uvicorn_gateway(factory=False)
     async with httpx.AsyncClient(timeout=3) as http:
         watchers = await _open_clients(gateway, http)
         signalled = time.monotonic()

@@ -17,15 +17,20 @@ from tests.conftest import OPEN_ENV
 from tests.stack import BIN
 
 WARNING = "direct-write fast path is off"
+UVICORN = (str(BIN / "uvicorn"), "gateway.app:app", "--no-access-log")
+PUSHGATE_GATEWAY = (str(BIN / "pushgate"), "gateway")
 
 
-async def gateway_log(redis_server: RedisServer, *uvicorn_args: str) -> str:
-    """Run a gateway with ``uvicorn_args``, make one /ws call, stop it; returns what it logged."""
+async def gateway_log(
+    redis_server: RedisServer, *uvicorn_args: str, command: tuple[str, ...] = UVICORN
+) -> str:
+    """Run a gateway (``command``) with ``uvicorn_args``, make one /ws call, stop it; returns
+    what it logged."""
     port = free_port()
     env = {**os.environ, **OPEN_ENV, "PUSHGATE_REDIS_URL": redis_server.url}
-    argv = [str(BIN / "uvicorn"), "gateway.app:app", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [*command, "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [*argv, "--no-access-log", *uvicorn_args],
+        [*argv, *uvicorn_args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -54,6 +59,13 @@ def _ready(port: int) -> bool:
 
 async def test_no_warning_on_the_documented_command(redis_server: RedisServer) -> None:
     log = await gateway_log(redis_server, "--ws-per-message-deflate", "false")
+    assert "Application startup complete" in log
+    assert WARNING not in log
+
+
+@pytest.mark.parametrize("ws", ["lean", "websockets-sansio"])
+async def test_no_warning_from_pushgate_gateway(redis_server: RedisServer, ws: str) -> None:
+    log = await gateway_log(redis_server, "--ws", ws, command=PUSHGATE_GATEWAY)
     assert "Application startup complete" in log
     assert WARNING not in log
 

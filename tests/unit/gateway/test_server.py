@@ -9,6 +9,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.delivery.connections import Connections
 from gateway.server import SHUTDOWN_TIMEOUT_SECONDS, DrainingServer, ServerOptions
+from gateway.wsprotocol import LeanWebSocketProtocol
 from pushgate.cli.main import main
 
 
@@ -23,6 +24,18 @@ def test_options_default_to_what_the_deploy_files_passed() -> None:
     assert (config.ws_ping_interval, config.ws_ping_timeout) == (20.0, 20.0)
     assert config.access_log is False
     assert config.timeout_graceful_shutdown == SHUTDOWN_TIMEOUT_SECONDS
+    assert config.ws is LeanWebSocketProtocol
+
+
+def test_ws_names_pushgates_protocol_or_uvicorns() -> None:
+    assert ServerOptions(ws="lean").config(app).ws is LeanWebSocketProtocol
+    assert ServerOptions(ws="websockets-sansio").config(app).ws == "websockets-sansio"
+
+
+def test_ws_accepts_only_the_two_protocols(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["gateway", "--ws", "wsproto"])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_signals_drain_then_stop_then_force() -> None:

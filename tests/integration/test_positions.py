@@ -1,0 +1,75 @@
+"""Batched channel position reads (gateway/delivery/positions.py) against a real Redis: each caller
+gets its own channel's answer, in one pipeline per loop turn; a failure reaches every caller of
+its batch, and a caller that gave up does not disturb the others."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from gateway.delivery import positions
+from gateway.delivery.positions import PositionReads
+from pushgate.broker.store import Backend, HistoryPolicy
+from pushgate.cli.redis_server import RedisServer
+
+POLICY = HistoryPolicy(size=10, ttl=60)
+
+
+@pytest.fixture
+async def backend(redis_server: RedisServer) -> AsyncIterator[Backend]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield Backend(client, jobs=POLICY)
+    await client.aclose()
+
+
+async def test_each_read_gets_its_own_channels_position(backend: Backend) -> None:
+    channels = [f"chat:pos-{uuid.uuid4().hex}" for _ in range(7)]
+    for n, channel in enumerate(channels[:5]):
+        for i in range(n + 1):
+            await backend.publish(channel, {"i": i}, POLICY)
+    reads = PositionReads(backend)
+    batched = await asyncio.gather(*(reads.read(c) for c in channels))
+    one_by_one = [await backend.position(c) for c in channels]
+    assert batched == one_by_one
+    assert batched[-1] == ("", "")  # no history
+    assert len({offset for _, offset in batched[:5]}) == 5
+
+
+async def test_a_turn_with_more_reads_than_a_batch_sends_several(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(positions, "MAX_BATCH", 3)
+    sent: list[int] = []
+    real = backend.positions
+
+    async def counting(channels: list[str]) -> list[tuple[str, str]]:
+        sent.append(len(channels))
+        return await real(channels)
+
+    monkeypatch.setattr(backend, "positions", counting)
+    channel = f"chat:pos-{uuid.uuid4().hex}"
+    await backend.publish(channel, {}, POLICY)
+    reads = PositionReads(backend)
+    answers = await asyncio.gather(*(reads.read(channel) for _ in range(8)))
+    assert sent == [3, 3, 2]
+    assert len(set(answers)) == 1
+
+
+async def test_a_failure_reaches_every_caller_and_a_cancelled_one_is_skipped() -> None:
+    gone = RedisServer().start()
+    client = aioredis.Redis.from_url(gone.url)
+    reads = PositionReads(Backend(client, jobs=POLICY))
+    gone.stop()  # nothing listens there now
+    try:
+        first, second, abandoned = (reads.read(f"chat:x{i}") for i in range(3))
+        abandoned.cancel()
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        assert all(isinstance(r, RedisConnectionError | OSError) for r in results), results
+        assert abandoned.cancelled()
+    finally:
+        await client.aclose()
