@@ -25,11 +25,8 @@ def origin() -> Iterator[Origin]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server of our own on a free loopback port (never the shared 6379)."""
-    server = RedisServer().start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _cluster() -> Iterator[LocalCluster]:

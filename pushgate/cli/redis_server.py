@@ -103,3 +103,13 @@ class RedisServer:
         if self.process is not None:
             stop(self.process)
         self._dir.cleanup()
+
+    def __enter__(self) -> RedisServer:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

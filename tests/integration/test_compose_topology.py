@@ -47,7 +47,7 @@ WAIT = 60.0
 def compose_topology() -> Iterator[tuple[Stack, list[RedisServer], str]]:
     """The stack, its two shards, and nginx's URL."""
     with ExitStack() as stack_of:
-        queue, *shards = (stack_of.enter_context(_redis()) for _ in range(3))
+        queue, *shards = (stack_of.enter_context(RedisServer()) for _ in range(3))
         env = {
             **FAULT_ENV,
             "PUSHGATE_BROKER_URLS": ",".join(shard.url for shard in shards),
@@ -61,15 +61,6 @@ def compose_topology() -> Iterator[tuple[Stack, list[RedisServer], str]]:
             stack.start_drainable_gateway()
         servers = [f"127.0.0.1:{gateway.port}" for gateway in stack.gateways]
         yield stack, shards, stack_of.enter_context(nginx_in_front(servers))
-
-
-@contextmanager
-def _redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class HttpPublisher:
