@@ -358,13 +358,16 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.transport.close()
 
     def _failed(self) -> None:
-        """websockets failed the connection and queued its close frame: tell the app, close."""
+        """websockets failed the connection and queued its close frame: tell the app, send it,
+        and read on (websockets discards what comes) until the peer closes or CLOSE_TIMEOUT.
+        Closing with unread bytes would reset the connection, and a peer still sending (an
+        oversized message) could lose the close frame and its code with it."""
         close = self.conn.close_sent
         assert close is not None
         self.queue.put_nowait({"type": DISCONNECT, "code": close.code, "reason": close.reason})
         self.close_sent = True
         self._flush()
-        self.transport.close()
+        self._await_peer_close()
 
     # Keepalive: the next ping, or the deadline of its pong, held by the server's Keepalive.
 
@@ -534,14 +537,17 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             self.conn.send_close(code, reason)
             self._flush()
             self.close_sent = True
-            if self.read_paused:  # read on, to see the peer's answer
-                self.read_paused = False
-                self.transport.resume_reading()
-            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.close)
+            self._await_peer_close()
         else:
             raise RuntimeError(
                 f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{kind}'."
             )
+
+    def _await_peer_close(self) -> None:
+        if self.read_paused:  # read on, to see the peer's answer
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.close)
 
     def _flush(self) -> None:
         data = self.conn.data_to_send()
