@@ -169,6 +169,8 @@ class RpcConnection:
             self._expiry.cancel()
         for channel, feed in self._feeds.items():
             self._svc.hub.unsubscribe(channel, feed)
+        # Each feed's callbacks hold this connection: without the feeds, refcounting frees it.
+        self._feeds.clear()
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is already queued (a drain does)."""
@@ -312,17 +314,20 @@ class RpcConnection:
         }
 
     def _new_feed(self, channel: str, floor: str | None) -> Feed:
-        feed = self._outbox.feed(
+        # The callbacks do not hold the feed (a feed holding itself is a cycle that only the
+        # cyclic GC frees); ``_lost`` finds it by its channel.
+        return self._outbox.feed(
             lambda publication: self._outbox.push(publication.rpc_frame, publication.rpc_wire),
             after=parse_offset(floor) if floor else None,
-            on_lost=lambda: self._lost(channel, feed),
+            on_lost=lambda: self._lost(channel),
         )
-        return feed
 
-    def _lost(self, channel: str, feed: Feed) -> None:
-        """The hub dropped ``feed``: the subscription ends here, and the client is told to
-        subscribe again from its last publication (docs/protocol.md, "Delivery")."""
-        if self._feeds.get(channel) is not feed:
+    def _lost(self, channel: str) -> None:
+        """The hub dropped the channel's feed: the subscription ends here, and the client is told
+        to subscribe again from its last publication (docs/protocol.md, "Delivery"). A feed
+        replaced since (the client subscribed again) is not the one lost: nothing to do."""
+        feed = self._feeds.get(channel)
+        if feed is None or not feed.is_lost:
             return
         del self._feeds[channel]
         self._session.subscriptions.discard(channel)
