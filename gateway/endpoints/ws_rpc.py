@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ from pushgate.core.protocol import (
 )
 from pushgate.core.rpc import ClientAnswer
 from pushgate.core.wire import (
+    Publication,
     frame_size,
     new_client_id,
     new_request_id,
@@ -79,8 +81,9 @@ async def rpc_socket(scope: Scope, receive: Receive, send: Send) -> None:
     if not await admit_socket(websocket, svc):
         return
     allowed = origin_allowed(scope, svc.settings.auth.allowed_origins)
-    # The handshake's headers are of no use past this point: an idle socket should not hold them.
-    scope["headers"] = []
+    # The handshake's headers are of no use past this point: an idle socket should not hold them
+    # (not even an empty list: the empty tuple is one object, shared).
+    scope["headers"] = ()
     if not allowed:
         await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
         return
@@ -315,12 +318,16 @@ class RpcConnection:
 
     def _new_feed(self, channel: str, floor: str | None) -> Feed:
         # The callbacks do not hold the feed (a feed holding itself is a cycle that only the
-        # cyclic GC frees); ``_lost`` finds it by its channel.
+        # cyclic GC frees); ``_lost`` finds it by its channel. A bound method and a partial:
+        # fewer objects per subscription than two closures and their cells.
         return self._outbox.feed(
-            lambda publication: self._outbox.push(publication.rpc_frame, publication.rpc_wire),
+            self._forward,
             after=parse_offset(floor) if floor else None,
-            on_lost=lambda: self._lost(channel),
+            on_lost=functools.partial(self._lost, channel),
         )
+
+    def _forward(self, publication: Publication) -> None:
+        self._outbox.push(publication.rpc_frame, publication.rpc_wire)
 
     def _lost(self, channel: str) -> None:
         """The hub dropped the channel's feed: the subscription ends here, and the client is told
