@@ -76,5 +76,9 @@ class Inbox:
 
     def pop(self) -> Message:
         """The oldest message (there is one: check ``empty`` first)."""
-        assert self._items
-        return self._items.pop(0)
+        items = self._items
+        assert items
+        message = items.pop(0)
+        if not items:  # an idle socket holds no empty list
+            self._items = None
+        return message

@@ -87,6 +87,8 @@ def _extend(cls: type[Any]) -> None:
         counted = len(data) if watch is not None and _in_head(self, watch) else 0
         data_received(self, data)
         _received(self, counted)
+        if self.transport.get_protocol() is not self:
+            _release(self)
 
     def watched_on_response_complete(self: Any) -> None:
         on_response_complete(self)
@@ -131,6 +133,14 @@ def _watch(protocol: Any) -> None:
     _unwatch(protocol)
     timer = asyncio.get_running_loop().call_later(_bound.timeout, _expired, protocol)
     protocol.__dict__[_WATCH] = _Watch(timer, protocol.cycle)
+
+
+def _release(protocol: Any) -> None:
+    """The socket is a WebSocket's now: nothing calls this protocol again. httptools' parser
+    holds its bound callbacks (a cycle), so without this every upgraded connection left some 20
+    objects, the protocol and its parser among them, for the cyclic GC to find."""
+    if hasattr(protocol, "parser"):  # httptools; h11's Connection holds no callbacks
+        protocol.parser = None
 
 
 def _unwatch(protocol: Any) -> None:

@@ -41,4 +41,6 @@ class Services:
 
 
 def services(connection: HTTPConnection) -> Services:
-    return cast(Services, connection.state.services)
+    # From the scope's state itself: ``connection.state`` makes a ``State`` object per
+    # connection (two objects the cyclic GC tracks, for as long as a socket is open).
+    return cast(Services, connection.scope["state"]["services"])

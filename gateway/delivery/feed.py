@@ -59,6 +59,11 @@ class Feed:
         if self._lost:
             self._on_lost()
 
+    @property
+    def is_lost(self) -> bool:
+        """Whether the hub dropped it."""
+        return self._lost
+
     def lost(self) -> None:
         if self._lost:
             return

@@ -8,6 +8,8 @@ against both protocols: the lean one must not differ where an app or a client ca
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import struct
 import threading
 from collections.abc import Iterator
@@ -18,11 +20,17 @@ from typing import Any
 import pytest
 import uvicorn
 from starlette.types import Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from gateway.app import create_app
+from gateway.delivery.connections import Connections
 from gateway.wsprotocol import LeanWebSocketProtocol
 from pushgate.cli.processes import free_port
+from pushgate.cli.redis_server import RedisServer
+from pushgate.core.settings import Settings
+from tests.conftest import redis_db
 from tests.raw import RawWebSocket, exchange, read_response, request, ws_connect, ws_frame
 from tests.raw import connect as raw_connect
 
@@ -117,9 +125,8 @@ def serve(ws: Any, app: Any = None, **options: Any) -> Iterator[tuple[int, Seen,
         port=port,
         ws=ws,
         ws_max_size=MAX_SIZE * 1024,
-        lifespan="off",
         log_level="critical",
-        **options,
+        **{"lifespan": "off", **options},
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -341,3 +348,45 @@ def _wait_for(held: list[LeanWebSocketProtocol]) -> LeanWebSocketProtocol:
             return held[0]
         threading.Event().wait(0.02)
     raise AssertionError("the app never accepted")
+
+
+def test_a_closed_ws_connection_leaves_nothing_for_the_cyclic_gc(redis_server: RedisServer) -> None:
+    """README, "Connection cost": the HTTP protocol an upgrade replaces, and a ``WS /ws``
+    connection once closed (its feeds, outbox, session and socket), are freed by refcounting,
+    not left in reference cycles for the cyclic GC (which would walk them first)."""
+    env = {
+        "PUSHGATE_REDIS_URL": redis_db(redis_server, 7),
+        "PUSHGATE_AUTH_DISABLED": "true",
+        "PUSHGATE_NAMESPACES": json.dumps({"news": {"publish": True}}),
+    }
+    app = create_app(Settings.from_env(env), Connections(100))
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what any collection finds stays in gc.garbage
+    try:
+        with serve(LeanWebSocketProtocol, app, lifespan="on") as (port, _, server):
+            for number in range(3):
+                with connect(f"ws://127.0.0.1:{port}/ws") as client:
+                    call = {"jsonrpc": "2.0", "id": 1, "method": "subscribe"}
+                    client.send(json.dumps({**call, "params": {"channel": f"news:c{number}"}}))
+                    assert json.loads(client.recv())["result"]["channel"] == f"news:c{number}"
+            for _ in range(int(START_TIMEOUT / 0.02)):  # the server sees the closes
+                if not server.server_state.connections:
+                    break
+                threading.Event().wait(0.02)
+            assert not server.server_state.connections
+            gc.collect()
+            found = {type(thing).__name__ for thing in gc.garbage if _of(server, thing)}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert found == set()
+
+
+def _of(server: uvicorn.Server, thing: object) -> bool:
+    """Whether ``thing`` is a connection's part of ``server`` (earlier tests' servers may leave
+    garbage of their own, e.g. a protocol whose app failed)."""
+    if isinstance(thing, LeanWebSocketProtocol):
+        return thing._shared.connections is server.server_state.connections
+    if isinstance(thing, HttpToolsProtocol):
+        return thing.server_state is server.server_state
+    return type(thing).__name__ in {"RpcConnection", "Feed", "Outbox"}
