@@ -15,7 +15,7 @@ from redis.asyncio.connection import parse_url
 
 from pushgate.core.auth import connection_token
 from pushgate.core.channels import Namespaces
-from pushgate.core.redis_url import is_sentinel_url
+from pushgate.core.redis_url import is_cluster_url, is_sentinel_url
 from pushgate.core.settings import (
     ENV_PREFIX,
     RpcSettings,
@@ -82,7 +82,7 @@ def config_problems(environ: Mapping[str, str]) -> list[str]:
 
 
 def _check_redis_url(url: str) -> None:
-    if is_sentinel_url(url):
+    if is_sentinel_url(url) or is_cluster_url(url):
         return  # redis_url_problems reads these
     try:
         parse_url(url)
