@@ -181,7 +181,13 @@ def _status_row(base: str, answer: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _shards_cell(shards: list[dict[str, Any]]) -> str:
-    """``2/3 up, down: 1`` (indexes of the shards that are down)."""
-    down = [str(shard["index"]) for shard in shards if not shard["up"]]
+    """``2/3 up, down: 1`` (indexes of the shards that are down, with their addresses when
+    the gateway names them: a cluster master's index is only its place in today's list)."""
+    down = [_shard_name(shard) for shard in shards if not shard["up"]]
     cell = f"{len(shards) - len(down)}/{len(shards)} up"
     return f"{cell}, down: {' '.join(down)}" if down else cell
+
+
+def _shard_name(shard: dict[str, Any]) -> str:
+    address = shard.get("address")
+    return f"{shard['index']} ({address})" if address else str(shard["index"])
