@@ -1,0 +1,231 @@
+"""The broker plane on a real three-master Redis Cluster (``PUSHGATE_BROKER_URLS=redis+cluster://
+...``), the queue on its own Redis, two ``pushgate gateway`` replicas and two ``python -m worker``.
+
+Channels spread over every master (by Redis's own ``CLUSTER KEYSLOT`` and slot owner): every
+publication reaches every client once and in order, every job has one terminal event; a channel
+whose slot moves to another master mid-stream loses nothing (or its clients are told); a master
+SIGKILLed disturbs only its channels (told when it comes back empty), ``/readyz`` names it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import astuple, dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from pushgate.broker.keys import redis_channel
+from pushgate.core.wire import job_channel
+from tests.cluster import LocalCluster
+from tests.faults.gateway_faults import (
+    Publisher,
+    killable_redis,
+    report,
+    settle,
+    sharded_stack,
+)
+from tests.faults.test_shards import (
+    close_all,
+    job_seen_on_both,
+    open_watchers,
+    readiness,
+    verdict,
+)
+from tests.origin import Origin
+from tests.rpc import rpc
+from tests.stack import Stack
+
+PER_MASTER = 2  # channels of the stream on each master
+WAIT = 30.0
+
+
+def cluster_url(cluster: LocalCluster) -> str:
+    return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in cluster.ports)
+
+
+@dataclass
+class OnCluster:
+    cluster: LocalCluster
+    stack: Stack
+
+    @property
+    def url(self) -> str:
+        return cluster_url(self.cluster)
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"{gateway.ws_url}/ws" for gateway in self.stack.gateways]
+
+    @property
+    def bases(self) -> list[str]:
+        return [gateway.http_url for gateway in self.stack.gateways]
+
+    def owner(self, channel: str) -> int:
+        """The port of the master owning ``channel``'s slot (Redis's KEYSLOT and map)."""
+        return self.cluster.owner(self.cluster.slot(redis_channel(channel)))
+
+    def spread(self, prefix: str, per_master: int = PER_MASTER) -> dict[int, list[str]]:
+        return self.cluster.spread(f"{prefix}-{uuid.uuid4().hex[:8]}-", per_master)
+
+    def request_id_on(self, port: int) -> str:
+        """A request id whose job channel (and so its record) is on master ``port``."""
+        prefix = f"cstack-{uuid.uuid4().hex[:8]}"
+        for n in range(1000):  # bounded: a third of the names land on each master
+            if self.owner(job_channel(f"{prefix}-{n}")) == port:
+                return f"{prefix}-{n}"
+        raise AssertionError(f"no request id on {port}")
+
+
+@pytest.fixture
+def on_cluster(own_cluster: LocalCluster, origin: Origin) -> Iterator[OnCluster]:
+    env = {"PUSHGATE_BROKER_URLS": cluster_url(own_cluster)}
+    with (
+        killable_redis() as queue,
+        sharded_stack(queue.url, [], gateways=2, workers=2, env=env) as stack,
+    ):
+        yield OnCluster(own_cluster, stack)
+
+
+def channels_of(owned: dict[int, list[str]]) -> list[str]:
+    return [channel for names in owned.values() for channel in names]
+
+
+async def test_every_guarantee_holds_on_a_cluster_across_a_slot_move(
+    on_cluster: OnCluster, origin: Origin, request: pytest.FixtureRequest
+) -> None:
+    owned = on_cluster.spread("chat:cstack")
+    channels = channels_of(owned)
+    assert {on_cluster.owner(channel) for channel in channels} == set(on_cluster.cluster.ports)
+    clients, watchers = await open_watchers(on_cluster.urls, channels)
+    publisher = Publisher(on_cluster.url, channels, rate=60).start()
+    await publisher.wait_acked(60)
+    page = origin.url("/pages/links.html")
+    jobs = [on_cluster.request_id_on(port) for port in on_cluster.cluster.ports]
+    seen = await asyncio.gather(*(job_seen_on_both(on_cluster.urls, page, rid) for rid in jobs))
+
+    source, target, _ = on_cluster.cluster.ports
+    moving = owned[source][0]
+    slot = on_cluster.cluster.slot(redis_channel(moving))
+    before_move = len(publisher.acked)
+    started = time.monotonic()
+    await asyncio.to_thread(on_cluster.cluster.move_slot, slot, target)
+    moved_in = time.monotonic() - started
+    await publisher.wait_acked(len(publisher.acked) + 60)
+    await publisher.stop()
+    settled = await settle(watchers, publisher)
+    await close_all(clients, watchers)
+
+    moved = [w for w in watchers if w.channel == moving]
+    others = [w for w in watchers if w.channel != moving]
+    on_moved, elsewhere = verdict(moved, publisher), verdict(others, publisher)
+    report(
+        request,
+        f"Redis Cluster (3 masters), 2 gateways, 2 workers: {len(watchers)} clients on "
+        f"{len(channels)} channels, publisher at 60/s, {len(jobs)} jobs, one slot moved",
+        [
+            ("channels per master", [len(owned[p]) for p in on_cluster.cluster.ports]),
+            ("other channels: lost / duplicated / out of order / told", astuple(elsewhere)),
+            ("moved channel: lost / duplicated / out of order / told", astuple(on_moved)),
+            ("slot move took (s)", round(moved_in, 3)),
+            ("job events seen (submitter, other gateway)", seen[0]),
+            ("publications acked (before the move), failed tries",
+             (len(publisher.acked), before_move, publisher.failures)),
+        ],
+    )  # fmt: skip
+    assert on_cluster.owner(moving) == target
+    assert settled
+    assert astuple(elsewhere) == (0, 0, 0, 0)
+    assert (on_moved.lost, on_moved.duplicated, on_moved.disordered) == (0, 0, 0)
+    for job_types in seen:
+        assert job_types == [["queued", "started", "result"]] * 2
+    for request_id in jobs:  # the job's record on its slot's master
+        port = on_cluster.owner(job_channel(request_id))
+        assert on_cluster.cluster.command(port, "EXISTS", f"pushgate:{{job:{request_id}}}:job")
+
+
+async def all_answer(http: httpx.AsyncClient, bases: list[str], status: int) -> list[Any]:
+    """The /readyz answers of every gateway, once all are ``status`` (bounded)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        answers = [await readiness(http, base) for base in bases]
+        if all(code == status for code, _ in answers):
+            return [body for _, body in answers]
+        assert time.monotonic() < deadline, answers
+        await asyncio.sleep(0.05)
+
+
+async def test_a_killed_master_disturbs_only_its_channels(
+    on_cluster: OnCluster, origin: Origin, request: pytest.FixtureRequest
+) -> None:
+    owned = on_cluster.spread("chat:ckill")
+    channels = channels_of(owned)
+    clients, watchers = await open_watchers(on_cluster.urls, channels)
+    publisher = Publisher(on_cluster.url, channels, rate=60).start()
+    await publisher.wait_acked(60)
+    ports = on_cluster.cluster.ports
+    victim, survivor = ports[1], ports[0]
+    fresh = on_cluster.spread("chat:cfresh", per_master=1)
+    page = origin.url("/pages/links.html")
+
+    on_cluster.cluster.kill(victim)
+    killed_at = time.monotonic()
+    async with httpx.AsyncClient(timeout=5) as http:
+        down = await all_answer(http, on_cluster.bases, 503)
+        unready_after = time.monotonic() - killed_at
+        async with rpc(on_cluster.stack.gateways[0].ws_url) as raw:
+            refused = await raw.error_code("subscribe", {"channel": fresh[victim][0]})
+            served = await raw.result("subscribe", {"channel": fresh[survivor][0]})
+        job_during = await job_seen_on_both(
+            on_cluster.urls, page, on_cluster.request_id_on(survivor)
+        )
+        await publisher.wait_acked(len(publisher.acked) + 40)
+        await asyncio.to_thread(on_cluster.cluster.restart, victim)  # empty: nothing persisted
+        back_at = time.monotonic()
+        back = await all_answer(http, on_cluster.bases, 200)
+        ready_after = time.monotonic() - back_at
+    await publisher.wait_acked(len(publisher.acked) + 60)
+    await publisher.stop()
+    settled = await settle(watchers, publisher)
+    await close_all(clients, watchers)
+
+    on_victim = [w for w in watchers if w.channel in owned[victim]]
+    elsewhere = [w for w in watchers if w.channel not in owned[victim]]
+    disturbed, undisturbed = verdict(on_victim, publisher), verdict(elsewhere, publisher)
+    victim_address = f"127.0.0.1:{victim}"
+    report(
+        request,
+        f"a master of 3 SIGKILLed and restarted empty: {len(watchers)} clients on 2 gateways, "
+        "publisher at 60/s",
+        [
+            ("other masters: lost / duplicated / out of order / told", astuple(undisturbed)),
+            ("killed master: lost / duplicated / out of order",
+             (disturbed.lost, disturbed.duplicated, disturbed.disordered)),
+            ("killed master: clients told recovered: false",
+             f"{sum(bool(w.unrecovered) for w in on_victim)} of {len(on_victim)}"),
+            ("/readyz 503 on both gateways after (s)", round(unready_after, 3)),
+            ("/readyz 200 on both after the restart (s)", round(ready_after, 3)),
+            ("/readyz body while down", down[0]),
+            ("subscribe: killed master / another", (refused, served)),
+            ("job on another master during the outage", job_during[0]),
+            ("publications acked (failed tries)", (len(publisher.acked), publisher.failures)),
+        ],
+    )  # fmt: skip
+    assert settled
+    assert astuple(undisturbed) == (0, 0, 0, 0)  # nobody on another master noticed anything
+    assert (disturbed.lost, disturbed.duplicated, disturbed.disordered) == (0, 0, 0)
+    assert all(w.unrecovered for w in on_victim)  # the master came back empty: told
+    for body in down:
+        masters = sorted(f"127.0.0.1:{port}" for port in ports)
+        assert [(s["address"], s["up"]) for s in body["shards"]] == [
+            (address, address != victim_address) for address in masters
+        ]
+        assert victim_address in body["error"]["message"]
+    for body in back:
+        assert all(s["up"] for s in body["shards"])
+    assert refused == -32013
+    assert job_during == [["queued", "started", "result"]] * 2
