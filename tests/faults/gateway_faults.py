@@ -33,7 +33,7 @@ from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port, spawn, stop
 from pushgate.cli.redis_server import find_redis_server
 from pushgate.client import Position, PushgateClient, Subscription
-from pushgate.core.redis_url import is_sentinel_url
+from pushgate.core.redis_url import is_cluster_url, is_sentinel_url
 from pushgate.core.wire import OffsetKey, parse_offset
 from tests.conftest import OPEN_ENV
 from tests.stack import MODULE_WORKER, Stack
