@@ -39,6 +39,7 @@ from tests.faults.test_shards import (
 from tests.origin import Origin
 from tests.rpc import rpc
 from tests.stack import Stack
+from tests.wsclient import read_all
 
 PER_MASTER = 2  # channels of the stream on each master
 WAIT = 30.0
@@ -181,22 +182,34 @@ async def test_a_killed_master_disturbs_only_its_channels(
     victim, survivor = ports[1], ports[0]
     fresh = on_cluster.spread("chat:cfresh", per_master=1)
     page = origin.url("/pages/links.html")
+    bases = on_cluster.bases
+    # A third gateway with the lenient policy: ready while some master is up.
+    lenient = on_cluster.stack.start_drainable_gateway(
+        env={"PUSHGATE_READY_WITH_SHARDS_DOWN": "true"}
+    )
 
     on_cluster.cluster.kill(victim)
     killed_at = time.monotonic()
     async with httpx.AsyncClient(timeout=5) as http:
-        down = await all_answer(http, on_cluster.bases, 503)
+        down = await all_answer(http, bases, 503)
         unready_after = time.monotonic() - killed_at
+        lenient_answer = await readiness(http, lenient.http_url)
         async with rpc(on_cluster.stack.gateways[0].ws_url) as raw:
             refused = await raw.error_code("subscribe", {"channel": fresh[victim][0]})
             served = await raw.result("subscribe", {"channel": fresh[survivor][0]})
         job_during = await job_seen_on_both(
             on_cluster.urls, page, on_cluster.request_id_on(survivor)
         )
+        on_victim_job = on_cluster.request_id_on(victim)
+        refused_job = await http.post(
+            bases[1] + "/jobs", json={"url": page, "request_id": on_victim_job}
+        )
+        jobs_url = f"{on_cluster.stack.gateways[1].ws_url}/ws/jobs/"
+        job_socket = await read_all(jobs_url + on_victim_job)
         await publisher.wait_acked(len(publisher.acked) + 40)
         await asyncio.to_thread(on_cluster.cluster.restart, victim)  # empty: nothing persisted
         back_at = time.monotonic()
-        back = await all_answer(http, on_cluster.bases, 200)
+        back = await all_answer(http, [*bases, lenient.http_url], 200)
         ready_after = time.monotonic() - back_at
     await publisher.wait_acked(len(publisher.acked) + 60)
     await publisher.stop()
@@ -220,6 +233,9 @@ async def test_a_killed_master_disturbs_only_its_channels(
             ("/readyz 503 on both gateways after (s)", round(unready_after, 3)),
             ("/readyz 200 on both after the restart (s)", round(ready_after, 3)),
             ("/readyz body while down", down[0]),
+            ("/readyz with PUSHGATE_READY_WITH_SHARDS_DOWN=true while down", lenient_answer[0]),
+            ("POST /jobs on the killed master, its /ws/jobs close",
+             (refused_job.status_code, job_socket.close_code)),
             ("subscribe: killed master / another", (refused, served)),
             ("job on another master during the outage", job_during[0]),
             ("publications acked (failed tries)", (len(publisher.acked), publisher.failures)),
@@ -238,4 +254,7 @@ async def test_a_killed_master_disturbs_only_its_channels(
     for body in back:
         assert all(s["up"] for s in body["shards"])
     assert refused == -32013
+    assert lenient_answer[0] == 200
+    assert [s["up"] for s in lenient_answer[1]["shards"]] == [s["up"] for s in down[0]["shards"]]
+    assert (refused_job.status_code, job_socket.close_code) == (503, 1013)
     assert job_during == [["queued", "started", "result"]] * 2
