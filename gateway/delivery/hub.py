@@ -253,6 +253,7 @@ class Hub:
         del self._channels[channel]
         self._send(channel, subscribe=False)
         entry.held = None
+        self._cut_off_entry(entry)  # a subscriber still waiting for it gives up too
         subscribers, entry.subscribers = entry.subscribers, set()
         for subscriber in subscribers:
             subscriber.lost()
@@ -304,9 +305,14 @@ class Hub:
         for channel in channels:
             self._pending.pop(channel, None)
             entry = self._channels.get(channel)
-            if entry is not None and entry.outage is not None:
-                entry.outage.set_result(None)
-                entry.outage = None
+            if entry is not None:
+                self._cut_off_entry(entry)
+
+    @staticmethod
+    def _cut_off_entry(entry: _Channel) -> None:
+        if entry.outage is not None:
+            entry.outage.set_result(None)
+            entry.outage = None
 
     def _handle(self, events: Sequence[ClusterEvent]) -> None:
         for event in events:

@@ -8,9 +8,10 @@ seed nodes; ``start()`` reads the slot map and connects every master (or the fir
 one, to be called again after a pause, as ``PubSubConnection`` reconnects);
 ``subscribe(channel)`` / ``unsubscribe(channel)`` from any task (True when the command went
 out; False when the channel's node is down or unknown: its (re)connect subscribes what is
-wanted); ``node_of(channel)`` says which master a channel is
-placed on, ``serves(channel)`` whether that master's connection is up, ``masters()`` every
-master with its state; exactly one task calls ``next_events()``, which returns batches of:
+wanted); ``node_of(channel)`` says which master a channel is placed on, ``serves(channel)``
+whether that master's connection is up, ``masters()`` every master with its state; exactly one
+task calls ``next_events()``, which returns batches of (besides ``Connected``/``Disconnected``
+before the first map):
 
 - ``Publication``: in the order its master sent it.
 - ``Confirmed(channel, subscribed)``: the answer to one ``subscribe``/``unsubscribe`` call, or
