@@ -34,6 +34,7 @@ from tests.faults.test_shards import (
     job_seen_on_both,
     open_watchers,
     readiness,
+    reconnects,
     verdict,
 )
 from tests.origin import Origin
@@ -216,6 +217,7 @@ async def test_a_killed_master_disturbs_only_its_channels(
     settled = await settle(watchers, publisher)
     await close_all(clients, watchers)
 
+    counted = [reconnects(base) for base in bases]
     on_victim = [w for w in watchers if w.channel in owned[victim]]
     elsewhere = [w for w in watchers if w.channel not in owned[victim]]
     disturbed, undisturbed = verdict(on_victim, publisher), verdict(elsewhere, publisher)
@@ -238,6 +240,7 @@ async def test_a_killed_master_disturbs_only_its_channels(
              (refused_job.status_code, job_socket.close_code)),
             ("subscribe: killed master / another", (refused, served)),
             ("job on another master during the outage", job_during[0]),
+            ("pub/sub reconnects by shard label, per gateway", counted),
             ("publications acked (failed tries)", (len(publisher.acked), publisher.failures)),
         ],
     )  # fmt: skip
@@ -258,3 +261,4 @@ async def test_a_killed_master_disturbs_only_its_channels(
     assert [s["up"] for s in lenient_answer[1]["shards"]] == [s["up"] for s in down[0]["shards"]]
     assert (refused_job.status_code, job_socket.close_code) == (503, 1013)
     assert job_during == [["queued", "started", "result"]] * 2
+    assert counted == [{"0": 1.0}] * 2  # the cluster is shard 0; one master lost, once
