@@ -175,7 +175,10 @@ class ClusterPubSub:
     def serves(self, channel: str) -> bool:
         """Whether the master owning ``channel``'s slot (as far as we know) is connected: only
         then can a subscribe of it be confirmed soon."""
-        node = self._nodes.get(self._map.owner(key_slot(redis_channel(channel))) or "")
+        name = redis_channel(channel)
+        node = self._placed.get(name)  # a wanted channel: no slot to compute (position checks)
+        if node is None:
+            node = self._nodes.get(self._map.owner(key_slot(name)) or "")
         return node is not None and node.up
 
     def masters(self) -> list[tuple[str, bool]]:
