@@ -288,7 +288,9 @@ class ClusterPubSub:
             log.warning("cluster pub/sub: %s is down (%s)", node.address, reason)
             channels = frozenset(channel_from_redis(name) for name in node.names)
             self._queue.put_nowait([NodeDisconnected(node.address, channels, reason)])
-            self._stale.set()  # a replica may take its slots over
+        # On every failed try: a replica may take its slots over, seconds after the failure
+        # (the cluster's node timeout), and only a fresh map shows it.
+        self._stale.set()
         node.up = False
         node.told_down = True
         node.sent.clear()

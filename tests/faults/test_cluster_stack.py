@@ -262,3 +262,71 @@ async def test_a_killed_master_disturbs_only_its_channels(
     assert (refused_job.status_code, job_socket.close_code) == (503, 1013)
     assert job_during == [["queued", "started", "result"]] * 2
     assert counted == [{"0": 1.0}] * 2  # the cluster is shard 0; one master lost, once
+
+
+async def test_a_replica_taking_over_a_killed_master_carries_its_channels_on(
+    origin: Origin, request: pytest.FixtureRequest
+) -> None:
+    cluster = LocalCluster(masters=3, replicas=1, node_timeout=1000).start()
+    env = {"PUSHGATE_BROKER_URLS": cluster_url(cluster), "PUSHGATE_POSITION_CHECK_SECONDS": "0"}
+    try:
+        with (
+            killable_redis() as queue,
+            sharded_stack(queue.url, [], gateways=2, workers=0, env=env) as stack,
+        ):
+            await _failover(OnCluster(cluster, stack), request)
+    finally:
+        cluster.stop()
+
+
+async def _failover(on_cluster: OnCluster, request: pytest.FixtureRequest) -> None:
+    cluster = on_cluster.cluster
+    masters = cluster.masters()
+    owned = on_cluster.spread("chat:cfail")
+    channels = channels_of(owned)
+    clients, watchers = await open_watchers(on_cluster.urls, channels)
+    publisher = Publisher(on_cluster.url, channels, rate=60).start()
+    await publisher.wait_acked(60)
+    victim = next(port for port in masters if port != cluster.ports[0])  # not the asked node
+
+    cluster.kill(victim)
+    killed_at = time.monotonic()
+    await asyncio.to_thread(cluster.wait_for_failover, victim)
+    promoted = sorted(set(cluster.masters()) - set(masters))
+    taken_over = time.monotonic() - killed_at
+    async with httpx.AsyncClient(timeout=5) as http:
+        deadline = time.monotonic() + WAIT
+        while True:
+            answers = [await readiness(http, base) for base in on_cluster.bases]
+            listed = [[s["address"] for s in body.get("shards", [])] for _, body in answers]
+            expected = sorted(f"127.0.0.1:{port}" for port in cluster.masters())
+            if all(code == 200 for code, _ in answers) and listed == [expected] * 2:
+                break
+            assert time.monotonic() < deadline, answers
+            await asyncio.sleep(0.05)
+        ready_after = time.monotonic() - killed_at
+    await publisher.wait_acked(len(publisher.acked) + 60)
+    await publisher.stop()
+    settled = await settle(watchers, publisher)
+    await close_all(clients, watchers)
+
+    on_victim = [w for w in watchers if w.channel in owned[victim]]
+    elsewhere = [w for w in watchers if w.channel not in owned[victim]]
+    disturbed, undisturbed = verdict(on_victim, publisher), verdict(elsewhere, publisher)
+    report(
+        request,
+        f"a master of 3 (each with a replica) SIGKILLed, its replica promoted: {len(watchers)} "
+        "clients on 2 gateways, publisher at 60/s",
+        [
+            ("other masters: lost / duplicated / out of order / told", astuple(undisturbed)),
+            ("killed master's channels: lost / duplicated / out of order / told",
+             astuple(disturbed)),
+            ("kill until the cluster agreed on the promoted replica (s)", round(taken_over, 3)),
+            ("kill until both gateways ready, listing the new master (s)", round(ready_after, 3)),
+            ("publications acked (failed tries)", (len(publisher.acked), publisher.failures)),
+        ],
+    )  # fmt: skip
+    assert len(promoted) == 1
+    assert settled
+    assert astuple(undisturbed) == (0, 0, 0, 0)
+    assert (disturbed.lost, disturbed.duplicated, disturbed.disordered) == (0, 0, 0)
