@@ -42,12 +42,20 @@ def _client(port: int) -> redis.Redis:
 
 
 class LocalCluster:
-    """``start()`` brings up ``masters`` masters (no replicas) covering every slot."""
+    """``start()`` brings up ``masters`` masters covering every slot, each with ``replicas``
+    replicas (a replica takes over a master that is down for ``node_timeout`` ms)."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0, node_timeout: int = 15000) -> None:
+        options = (
+            *_CLUSTER_ARGS,
+            "--cluster-node-timeout", str(node_timeout),
+            "--repl-diskless-sync-delay", "0",  # a replica in sync at once, able to take over
+        )  # fmt: skip
         self.servers = [
-            RedisServer(port=_cluster_port(), options=_CLUSTER_ARGS) for _ in range(masters)
+            RedisServer(port=_cluster_port(), options=options)
+            for _ in range(masters * (1 + replicas))
         ]
+        self._replicas = replicas
         self._clients: dict[int, redis.Redis] = {}
 
     @property
@@ -70,12 +78,27 @@ class LocalCluster:
             server.start()
         addresses = [f"127.0.0.1:{port}" for port in self.ports]
         subprocess.run(
-            [_redis_cli(), "--cluster", "create", *addresses, "--cluster-replicas", "0",
-             "--cluster-yes"],
+            [_redis_cli(), "--cluster", "create", *addresses,
+             "--cluster-replicas", str(self._replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=READY_TIMEOUT,
         )  # fmt: skip
         self.wait_until_agreed()
+        self._wait(self._replicas_synced, "the replicas to sync")
         return self
+
+    def _replicas_synced(self) -> bool:
+        infos: list[dict[str, Any]] = [
+            self.client(port).info("replication")  # type: ignore[misc]  # sync client: a dict
+            for port in self.alive()
+        ]
+        replicas = [info for info in infos if info["role"] == "slave"]
+        wanted = len(self.servers) - len(self.servers) // (1 + self._replicas)
+        return len(replicas) == wanted and all(i["master_link_status"] == "up" for i in replicas)
+
+    def wait_for_failover(self, dead: int) -> None:
+        """Until a replica has taken the slots of master ``dead`` over and the cluster agrees."""
+        self._wait(lambda: dead not in self.masters(), f"a replica to take over {dead}")
+        self.wait_until_agreed()
 
     def stop(self) -> None:
         for client in self._clients.values():
@@ -100,9 +123,14 @@ class LocalCluster:
                 return int(master[1])
         raise AssertionError(f"slot {slot} is not covered")
 
+    def masters(self) -> list[int]:
+        """The ports of the masters owning slots now, in the view of a live node."""
+        asked = self.alive()[0]
+        return sorted({int(m[1]) for _a, _b, m, *_ in self.command(asked, "CLUSTER", "SLOTS")})
+
     def spread(self, prefix: str, per_master: int = 2) -> dict[int, list[str]]:
         """Channel names, ``per_master`` owned by each master (by Redis's own KEYSLOT)."""
-        owned: dict[int, list[str]] = {port: [] for port in self.ports}
+        owned: dict[int, list[str]] = {port: [] for port in self.masters()}
         for i in range(1000):
             channel = f"{prefix}{i}"
             port = self.owner(self.slot(redis_channel(channel)))
@@ -117,14 +145,18 @@ class LocalCluster:
 
     def wait_until_agreed(self) -> None:
         """Until every live node says cluster_state:ok and they all see the same slot owners."""
+        self._wait(self._agreed, "the cluster to settle")
+
+    @staticmethod
+    def _wait(check: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         for _ in range(int(READY_TIMEOUT / POLL) + 1):
-            if self._agreed():
+            if check():
                 return
             if time.monotonic() > deadline:
                 break
             time.sleep(POLL)
-        raise AssertionError("the cluster did not settle")
+        raise AssertionError(f"timed out waiting for {what}")
 
     def _agreed(self) -> bool:
         views = []

@@ -1,5 +1,6 @@
 """Fan-out of one pub/sub connection to every local subscriber of each channel (with broker
-shards, one hub per shard serves that shard's channels: ``gateway/delivery/shards.py``).
+shards, one hub per shard serves that shard's channels: ``gateway/delivery/shards.py``; on a
+Redis Cluster, one hub reads every master through ``ClusterPubSub``).
 
 A channel is subscribed in Redis when its first local subscriber arrives and unsubscribed when
 the last one leaves. Redis answers subscribe/unsubscribe commands in order, so a channel is live
@@ -11,6 +12,11 @@ channel to its subscribers once and in offset order, or it drops them all with `
 that each client is told and resumes from its own position. Whatever may have left a hole is
 repaired from the history (a reconnect, a position behind Redis's) or ends in ``lost()`` (the
 history cannot be read, no longer covers the hub's position, or is of another epoch).
+
+On a Redis Cluster a gap is per channel: ``Resubscribed`` (its slot moved) catches that channel
+up like a channel after a reconnect, and ``NodeDisconnected`` cuts off only the channels of one
+master (new subscriptions to them are answered unavailable, waiting ones give up, live ones are
+caught up when their master confirms them again); every other channel goes on untouched.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
@@ -28,7 +34,8 @@ from redis.exceptions import RedisError
 from gateway.delivery.direct import DirectWrites
 from gateway.lazysync import Flag
 from gateway.metrics import GatewayMetrics
-from pushgate.broker.pubsub import Confirmed, Connected, Disconnected, LiveEvent, PubSubConnection
+from pushgate.broker.cluster_pubsub import ClusterEvent, NodeDisconnected, Resubscribed
+from pushgate.broker.pubsub import Confirmed, Connected, Disconnected
 from pushgate.broker.store import Backend, Replay
 from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.logs import channel_fields
@@ -44,6 +51,16 @@ _CATCH_UP_TRIES = 6
 # Live publications held while a catch-up reads; past this the channel is given up instead.
 _HELD_LIMIT = 10_000
 _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+class LiveConnection(Protocol):
+    """What the hub reads: ``PubSubConnection`` (one Redis) or ``ClusterPubSub`` (a cluster)."""
+
+    def subscribe(self, channel: str) -> bool: ...
+    def unsubscribe(self, channel: str) -> bool: ...
+    def serves(self, channel: str) -> bool: ...
+    async def next_events(self) -> Sequence[ClusterEvent]: ...
+    async def close(self) -> None: ...
 
 
 class Subscriber(Protocol):
@@ -63,11 +80,23 @@ def unavailable() -> PushgateError:
 
 
 class _Channel:
-    __slots__ = ("again", "epoch", "held", "last_key", "live", "position", "subscribers")
+    __slots__ = (
+        "again",
+        "epoch",
+        "held",
+        "last_key",
+        "live",
+        "outage",
+        "position",
+        "subscribers",
+    )
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
         self.live = Flag()  # not asyncio.Event: a channel per idle subscriber is common
+        # Resolved when the channel's live stream breaks before it went live: the subscribers
+        # waiting for Redis's confirmation give up (made only while someone waits).
+        self.outage: asyncio.Future[None] | None = None
         # Highest offset handed to subscribers: the hub passes each offset on at most once.
         self.last_key: OffsetKey | None = None
         # The epoch of every offset handed off or noted: another one means the history was lost.
@@ -93,7 +122,7 @@ class Hub:
 
     def __init__(
         self,
-        connection: PubSubConnection,
+        connection: LiveConnection,
         backend: Backend,
         *,
         redis_timeout: float = 1.5,
@@ -114,8 +143,6 @@ class Hub:
         self._channels: dict[str, _Channel] = {}
         self._pending: defaultdict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
-        # Resolved when the connection drops: subscribers waiting for a confirmation give up.
-        self._outage: asyncio.Future[None] | None = None
         self.connected = False
 
     async def start(self) -> None:
@@ -150,10 +177,10 @@ class Hub:
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         """Add ``subscriber``; returns once Redis delivers the channel's live events to us.
 
-        Raises PushgateError(UNAVAILABLE) at once while the connection is down, and when it
-        drops before Redis confirmed (the subscriber is then removed again).
+        Raises PushgateError(UNAVAILABLE) at once while the connection (to the channel's master)
+        is down, and when it drops before Redis confirmed (the subscriber is then removed again).
         """
-        if not self.connected:
+        if not self._serves(channel):
             raise unavailable()
         entry = self._channels.get(channel)
         if entry is None:
@@ -164,10 +191,11 @@ class Hub:
             entry.subscribers.add(subscriber)
         if entry.live.is_set():
             return
-        assert self._outage is not None  # set whenever connected
+        if entry.outage is None:
+            entry.outage = asyncio.get_running_loop().create_future()
         live = asyncio.ensure_future(entry.live.wait())
         try:
-            await asyncio.wait((live, self._outage), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((live, entry.outage), return_when=asyncio.FIRST_COMPLETED)
         finally:
             live.cancel()
         if not entry.live.is_set():
@@ -180,7 +208,7 @@ class Hub:
         entry = self._channels.get(channel)
         if (
             entry is None
-            or not self.connected
+            or not self._serves(channel)
             or entry.position is None
             or entry.held is not None  # catching up: the position is not complete
             or not entry.live.is_set()
@@ -203,6 +231,9 @@ class Hub:
         if entry.position is None or key > entry.position[0]:
             entry.position = (key, epoch, offset)
 
+    def _serves(self, channel: str) -> bool:
+        return self.connected and self._connection.serves(channel)
+
     def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         entry = self._channels.get(channel)
         if entry is None or subscriber not in entry.subscribers:
@@ -222,6 +253,7 @@ class Hub:
         del self._channels[channel]
         self._send(channel, subscribe=False)
         entry.held = None
+        self._cut_off_entry(entry)  # a subscriber still waiting for it gives up too
         subscribers, entry.subscribers = entry.subscribers, set()
         for subscriber in subscribers:
             subscriber.lost()
@@ -263,20 +295,36 @@ class Hub:
         if self.connected and self._metrics is not None:
             self._metrics.pubsub_reconnects.labels(str(self._shard)).inc()
         self.connected = False
-        # Whatever was in flight died with the connection; the reconnect resubscribes what is
-        # wanted, and those confirmations drive the catch-up.
         self._pending.clear()
-        if self._outage is not None and not self._outage.done():
-            self._outage.set_result(None)
+        self._cut_off(self._channels)
 
-    def _handle(self, events: list[LiveEvent]) -> None:
+    def _cut_off(self, channels: Iterable[str]) -> None:
+        """``channels`` lost their live stream: whatever was in flight for them died with it
+        (the reconnect resubscribes what is wanted, and those confirmations drive the
+        catch-up), and their subscribers still waiting for a confirmation give up."""
+        for channel in channels:
+            self._pending.pop(channel, None)
+            entry = self._channels.get(channel)
+            if entry is not None:
+                self._cut_off_entry(entry)
+
+    @staticmethod
+    def _cut_off_entry(entry: _Channel) -> None:
+        if entry.outage is not None:
+            entry.outage.set_result(None)
+            entry.outage = None
+
+    def _handle(self, events: Sequence[ClusterEvent]) -> None:
         for event in events:
             if isinstance(event, Publication):
                 self._dispatch(event)
             elif isinstance(event, Confirmed):
                 self._on_confirmed(event)
+            elif isinstance(event, Resubscribed):
+                self._on_resubscribed(event)
+            elif isinstance(event, NodeDisconnected):
+                self._node_down(event)
             elif isinstance(event, Connected):
-                self._outage = asyncio.get_running_loop().create_future()
                 self.connected = True
 
     def _dispatch(self, publication: Publication) -> None:
@@ -321,9 +369,28 @@ class Hub:
         elif not event.subscribed:
             self._send(channel, subscribe=True)
         elif not entry.live.is_set():
-            entry.live.set()
+            _went_live(entry)
         else:
             self._start_catch_up(channel, entry)
+
+    def _on_resubscribed(self, event: Resubscribed) -> None:
+        """A cluster channel is live again on its slot's new master after a gap."""
+        entry = self._channels.get(event.channel)
+        if entry is None:
+            return
+        if not entry.live.is_set():
+            _went_live(entry)  # its first subscribe was answered by the move: it is live now
+        else:
+            self._start_catch_up(event.channel, entry)
+
+    def _node_down(self, event: NodeDisconnected) -> None:
+        """One cluster master's connection broke: only its channels are cut off."""
+        log.warning("redis cluster master %s disconnected (%s); %d channels wait for it",
+                    event.node, event.reason, len(event.channels),
+                    extra={"node": event.node})  # fmt: skip
+        if self._metrics is not None:
+            self._metrics.pubsub_reconnects.labels(str(self._shard)).inc()
+        self._cut_off(event.channels)
 
     def _start_catch_up(self, channel: str, entry: _Channel) -> None:
         """Replay from the history what the subscribers may have missed (after a reconnect, or
@@ -384,7 +451,10 @@ class Hub:
             live = [
                 (channel, entry)
                 for channel, entry in self._channels.items()
-                if entry.live.is_set() and entry.held is None and channel not in self._pending
+                if entry.live.is_set()
+                and entry.held is None
+                and channel not in self._pending
+                and self._connection.serves(channel)  # a cluster master may be down
             ]
             if not live or not self.connected:
                 continue
@@ -397,6 +467,11 @@ class Hub:
             for (channel, entry), (epoch, offset) in zip(live, positions, strict=True):
                 if self._channels.get(channel) is entry and _behind(entry, epoch, offset):
                     self._start_catch_up(channel, entry)
+
+
+def _went_live(entry: _Channel) -> None:
+    entry.live.set()
+    entry.outage = None  # its waiters hold it; nobody needs a new one
 
 
 def _behind(entry: _Channel, epoch: str, offset: str) -> bool:

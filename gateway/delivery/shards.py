@@ -5,6 +5,9 @@ channel is served by the hub of the shard it lives on (``ShardedStore.shard_of``
 hash). So a shard going down is, for its channels, exactly what a whole-Redis outage was before
 (``subscribe`` answers unavailable at once, live channels are caught up or told when it
 returns), and the channels of every other shard are not touched by it.
+
+On a Redis Cluster the one shard is the whole cluster, read by one hub through ``ClusterPubSub``
+(a connection per master): a master going down cuts off its channels only, in that hub.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import asyncio
 from collections.abc import Sequence
 from functools import partial
 
+from redis.asyncio import Redis
+
 from gateway.delivery.direct import DirectWrites
 from gateway.delivery.hub import Hub, Subscriber
 from gateway.metrics import GatewayMetrics
 from pushgate.broker import jobqueue
+from pushgate.broker.cluster_pubsub import ClusterPubSub
 from pushgate.broker.pubsub import PubSubConnection
 from pushgate.broker.shards import ShardedStore
 from pushgate.core.settings import Settings
@@ -25,35 +31,43 @@ from pushgate.core.settings import Settings
 class ShardedHub:
     """``Hub``'s API, each call on the hub of the channel's shard."""
 
-    def __init__(self, hubs: Sequence[Hub], store: ShardedStore) -> None:
+    def __init__(
+        self, hubs: Sequence[Hub], store: ShardedStore, cluster: ClusterPubSub | None = None
+    ) -> None:
         assert len(hubs) == len(store.shards)
         self.hubs = tuple(hubs)
         self._store = store
+        self.cluster = cluster  # the one hub's reader when the broker plane is a cluster
         self.writes = hubs[0].writes  # one for all (see Hub)
 
     @classmethod
     def build(
         cls, settings: Settings, store: ShardedStore, metrics: GatewayMetrics | None
     ) -> ShardedHub:
-        """A hub per shard of ``store``, each on a pub/sub connection of its own."""
+        """A hub per shard of ``store``, each on a pub/sub connection of its own (on a cluster,
+        one hub on a ``ClusterPubSub``)."""
         writes = DirectWrites()
-        hubs = [
-            Hub(
-                PubSubConnection(
-                    shard.url,
-                    ping_interval=settings.pubsub_ping_interval,
-                    # Behind Sentinel: the shard's client reads from the master the reader found.
-                    on_master=partial(jobqueue.follow_master, shard.redis),
-                ),
-                shard.backend,
-                redis_timeout=settings.redis_timeout,
-                position_check=settings.position_check_seconds,
-                metrics=metrics,
-                shard=shard.index,
-                writes=writes,
+        hub = partial(
+            Hub,
+            redis_timeout=settings.redis_timeout,
+            position_check=settings.position_check_seconds,
+            metrics=metrics,
+            writes=writes,
+        )
+        if store.cluster is not None:
+            [shard] = store.shards
+            cluster = ClusterPubSub(shard.url, ping_interval=settings.pubsub_ping_interval)
+            return cls([hub(cluster, store.cluster)], store, cluster)
+        hubs = []
+        for shard in store.shards:
+            assert isinstance(shard.redis, Redis)  # standalone shards
+            connection = PubSubConnection(
+                shard.url,
+                ping_interval=settings.pubsub_ping_interval,
+                # Behind Sentinel: the shard's client reads from the master the reader found.
+                on_master=partial(jobqueue.follow_master, shard.redis),
             )
-            for shard in store.shards
-        ]
+            hubs.append(hub(connection, shard.backend, shard=shard.index))
         return cls(hubs, store)
 
     def _hub(self, channel: str) -> Hub:
@@ -68,8 +82,9 @@ class ShardedHub:
 
     @property
     def connected(self) -> bool:
-        """Whether the pub/sub connection of every shard is up."""
-        return all(hub.connected for hub in self.hubs)
+        """Whether the pub/sub connection of every shard (every cluster master) is up."""
+        masters = self.cluster.masters() if self.cluster is not None else []
+        return all(hub.connected for hub in self.hubs) and all(up for _, up in masters)
 
     @property
     def channel_count(self) -> int:

@@ -2,11 +2,16 @@
 master, each channel subscribed on the master owning its slot.
 
 API (``PubSubConnection``'s, with per-node events): ``ClusterPubSub(url, ping_interval=...)``
-with any node's URL (its credentials and TLS serve every node); ``start()`` reads the slot map
-and connects every master; ``subscribe(channel)`` / ``unsubscribe(channel)`` from any task
-(True when the command went out; False when the channel's node is down or unknown: its
-(re)connect subscribes what is wanted); ``node_of(channel)`` says which master a channel is
-placed on; exactly one task calls ``next_events()``, which returns batches of:
+with any node's URL (its credentials and TLS serve every node) or a ``redis+cluster://`` URL of
+seed nodes; ``start()`` reads the slot map and connects every master (or the first
+``next_events()`` does: ``Connected`` once a map was read, ``Disconnected`` while no node gives
+one, to be called again after a pause, as ``PubSubConnection`` reconnects);
+``subscribe(channel)`` / ``unsubscribe(channel)`` from any task (True when the command went
+out; False when the channel's node is down or unknown: its (re)connect subscribes what is
+wanted); ``node_of(channel)`` says which master a channel is placed on, ``serves(channel)``
+whether that master's connection is up, ``masters()`` every master with its state; exactly one
+task calls ``next_events()``, which returns batches of (besides ``Connected``/``Disconnected``
+before the first map):
 
 - ``Publication``: in the order its master sent it.
 - ``Confirmed(channel, subscribed)``: the answer to one ``subscribe``/``unsubscribe`` call, or
@@ -56,8 +61,16 @@ from pushgate.broker.cluster_slots import (
     parse_redirect,
 )
 from pushgate.broker.keys import channel_from_redis, redis_channel
-from pushgate.broker.pubsub import Confirmed, PubSubError, RespLink, command
+from pushgate.broker.pubsub import (
+    Confirmed,
+    Connected,
+    Disconnected,
+    PubSubError,
+    RespLink,
+    command,
+)
 from pushgate.broker.store import decode_live
+from pushgate.core.redis_url import is_cluster_url, parse_cluster_url
 from pushgate.core.wire import Publication
 
 log = logging.getLogger(__name__)
@@ -95,7 +108,15 @@ class NodeDisconnected:
     reason: str
 
 
-ClusterEvent = Publication | Confirmed | Resubscribed | NodeConnected | NodeDisconnected
+ClusterEvent = (
+    Publication
+    | Confirmed
+    | Resubscribed
+    | NodeConnected
+    | NodeDisconnected
+    | Connected
+    | Disconnected
+)
 
 
 @dataclass(slots=True)
@@ -113,8 +134,15 @@ class ClusterPubSub:
     """Sharded pub/sub over every master of a cluster (see the module's docstring)."""
 
     def __init__(self, redis_url: str, *, ping_interval: float) -> None:
+        seeds: list[str] = []
+        if is_cluster_url(redis_url):
+            cluster = parse_cluster_url(redis_url)
+            seeds = [f"{host}:{port}" for host, port in cluster.seeds]
+            redis_url = cluster.node_url(*cluster.seeds[0])
         self._options: dict[str, Any] = dict(parse_url(redis_url))
-        self._seed = f"{self._options.get('host', 'localhost')}:{self._options.get('port', 6379)}"
+        self._seeds = seeds or [
+            f"{self._options.get('host', 'localhost')}:{self._options.get('port', 6379)}"
+        ]
         self._ping_interval = ping_interval
         self._map = SlotMap(())
         self._nodes: dict[str, _Node] = {}
@@ -144,6 +172,22 @@ class ClusterPubSub:
         for node in self._nodes.values():
             await node.link.close()
 
+    def serves(self, channel: str) -> bool:
+        """Whether the master owning ``channel``'s slot (as far as we know) is connected: only
+        then can a subscribe of it be confirmed soon."""
+        name = redis_channel(channel)
+        node = self._placed.get(name)  # a wanted channel: no slot to compute (position checks)
+        if node is None:
+            node = self._nodes.get(self._map.owner(key_slot(name)) or "")
+        return node is not None and node.up
+
+    def masters(self) -> list[tuple[str, bool]]:
+        """Every master of the slot map (``host:port``, sorted) and whether it is connected."""
+        return [
+            (address, address in self._nodes and self._nodes[address].up)
+            for address in sorted(self._map.masters())
+        ]
+
     def node_of(self, channel: str) -> str | None:
         """Where ``channel`` is subscribed (or due), as ``host:port``."""
         node = self._placed.get(redis_channel(channel))
@@ -165,7 +209,14 @@ class ClusterPubSub:
         return self._send(node, "SUNSUBSCRIBE", name, "confirm")
 
     async def next_events(self) -> list[ClusterEvent]:
-        """Wait for the next batch: everything the masters sent since the last one."""
+        """Wait for the next batch: everything the masters sent since the last one (first of
+        all, the outcome of reading the slot map when it was not read yet)."""
+        if self._maintainer is None:
+            try:
+                await self.start()
+            except _ERRORS as exc:
+                return [Disconnected(f"no cluster node gave a slot map: {exc!r}")]
+            return [Connected()]
         batch = await self._queue.get()
         while not self._queue.empty():
             batch += self._queue.get_nowait()
@@ -237,7 +288,9 @@ class ClusterPubSub:
             log.warning("cluster pub/sub: %s is down (%s)", node.address, reason)
             channels = frozenset(channel_from_redis(name) for name in node.names)
             self._queue.put_nowait([NodeDisconnected(node.address, channels, reason)])
-            self._stale.set()  # a replica may take its slots over
+        # On every failed try: a replica may take its slots over, seconds after the failure
+        # (the cluster's node timeout), and only a fresh map shows it.
+        self._stale.set()
         node.up = False
         node.told_down = True
         node.sent.clear()
@@ -348,7 +401,7 @@ class ClusterPubSub:
         preferred = [self._prefer] if self._prefer else []
         self._prefer = None
         known = [a for a, n in self._nodes.items() if n.up]
-        candidates = list(dict.fromkeys([*preferred, *known, *self._nodes, self._seed]))
+        candidates = list(dict.fromkeys([*preferred, *known, *self._nodes, *self._seeds]))
         failure: BaseException = PubSubError("no cluster node to ask")
         for address in candidates:
             try:

@@ -116,15 +116,15 @@ def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
 
 def parse_cluster_shards(reply: Sequence[Any]) -> SlotMap:
     """``CLUSTER SHARDS``: per shard, its slot ranges and its nodes; the master that is not
-    marked failed serves them (a shard whose master failed is left uncovered)."""
+    marked failed serves them. A shard whose only master failed keeps it as owner until a
+    replica takes over: its slots are down, not gone (readiness names it, subscribes to its
+    channels are refused, its connection is retried), as ``CLUSTER SLOTS`` shows them."""
     ranges = []
     for shard in reply:
         fields = _pairs(shard)
-        masters = [
-            node
-            for node in (_pairs(raw) for raw in fields["nodes"])
-            if node.get("role") == "master" and node.get("health") != "fail"
-        ]
+        nodes = (_pairs(raw) for raw in fields["nodes"])
+        masters = [node for node in nodes if node.get("role") == "master"]
+        masters.sort(key=lambda node: node.get("health") == "fail")  # a live one first
         if not masters:
             continue
         node = masters[0]

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
-from redis.asyncio.cluster import PipelineCommand
+from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.commands.core import AsyncScript
 from redis.exceptions import AskError, ClusterError, MovedError, NoScriptError, TryAgainError
 from redis.typing import EncodableT, KeyT
@@ -48,6 +48,7 @@ from pushgate.broker.store import (
     _text,
     publish_many_call,
 )
+from pushgate.core.redis_url import is_cluster_url, parse_cluster_url
 
 # Rounds of redis-py's routing, then by hand, a script call makes while its slot changes hands,
 # and the pause after a round refused with TRYAGAIN or MOVED.
@@ -57,15 +58,26 @@ _TRY_AGAIN_PAUSE = 0.05
 _CONCURRENCY = 16
 
 
-def cluster_client(url: str) -> RedisCluster:
-    """A cluster client from any node's URL (it reads the whole map from there) that never
-    sends a command twice: redis-py's cluster retries re-run a script whose reply was lost
-    (a publication stored twice), and a full map refresh every few MOVED closes every
-    connection, failing commands in flight on all masters. MOVED still patches the slot map."""
-    client: RedisCluster = RedisCluster.from_url(
-        url, cluster_error_retry_attempts=0, reinitialize_steps=0
+def cluster_client(url: str, *, socket_timeout: float | None = None) -> RedisCluster:
+    """A cluster client from any node's URL, or a ``redis+cluster://`` URL of seed nodes (it
+    reads the whole map from the first that answers), that never sends a command twice:
+    redis-py's cluster retries re-run a script whose reply was lost (a publication stored
+    twice), and a full map refresh every few MOVED closes every connection, failing commands
+    in flight on all masters. MOVED still patches the slot map."""
+    options: dict[str, Any] = {
+        "cluster_error_retry_attempts": 0,
+        "reinitialize_steps": 0,
+        "socket_timeout": socket_timeout,
+    }
+    if not is_cluster_url(url):
+        client: RedisCluster = RedisCluster.from_url(url, **options)
+        return client
+    parsed = parse_cluster_url(url)
+    seeds = [ClusterNode(host, port) for host, port in parsed.seeds]
+    seeded: RedisCluster = RedisCluster(
+        startup_nodes=seeds, username=parsed.username, password=parsed.password, **options
     )
-    return client
+    return seeded
 
 
 class _ClusterScript(AsyncScript):
@@ -149,6 +161,20 @@ class ClusterStore(Backend):
 
     def _script(self, text: str) -> AsyncScript:
         return _ClusterScript(self._cluster, text)
+
+    async def ping_master(self, address: str) -> bool:
+        """PING one master (``host:port``) on the client's own connection to it; a node the
+        client does not know (yet: a promoted replica) on a connection of its own."""
+        host, _, port = address.rpartition(":")
+        node = self._cluster.get_node(host=host, port=int(port))
+        if node is not None:
+            return bool(await node.execute_command("PING"))
+        options: dict[str, Any] = dict(self._cluster.get_connection_kwargs())
+        node = ClusterNode(host, int(port), **options)
+        try:
+            return bool(await node.execute_command("PING"))
+        finally:
+            await node.disconnect()
 
     async def _read(
         self, channel: str, first: str, limit: int | None, *, newest_first: bool = False

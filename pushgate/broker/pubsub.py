@@ -253,6 +253,11 @@ class PubSubConnection:
         self._names.discard(name)
         return self._link.send(command("UNSUBSCRIBE", name))
 
+    def serves(self, channel: str) -> bool:
+        """Whether a subscribe of ``channel`` can be confirmed while connected: always, one
+        connection serves every channel (the cluster reader answers per master)."""
+        return True
+
     async def next_events(self) -> list[LiveEvent]:
         """Wait for the next batch: every complete reply that has arrived, decoded."""
         while True:

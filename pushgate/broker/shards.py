@@ -7,7 +7,9 @@ event and the job record) stays on one Redis and stays atomic. ``ShardedStore`` 
 ``Backend``'s public API and routes each call to the channel's shard; ``publish_many`` and
 ``positions`` split their items by shard and run each shard's part concurrently (one chunked
 script run, or one pipeline, per shard), answers in the callers' order. Without broker URLs the
-one shard is ``PUSHGATE_REDIS_URL``'s client: exactly the single-Redis layout.
+one shard is ``PUSHGATE_REDIS_URL``'s client: exactly the single-Redis layout. With a
+``redis+cluster://`` URL the one shard is the whole Redis Cluster (``ClusterStore``, which routes
+each call to its slot's master and splits batches per slot itself).
 
 A shard that is down fails only the calls for its channels; nothing is retried here.
 """
@@ -20,9 +22,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from pushgate.broker import jobqueue
+from pushgate.broker.cluster_store import ClusterStore, cluster_client
 from pushgate.broker.store import Backend, HistoryPolicy, Replay, job_history
 from pushgate.core.events import Event, JobRecord
 from pushgate.core.settings import Settings, redacted_url
@@ -40,7 +43,7 @@ class Shard:
     index: int
     url: str  # as configured (may hold a password)
     backend: Backend
-    redis: Redis
+    redis: Redis | RedisCluster
 
     @property
     def address(self) -> str:
@@ -64,6 +67,8 @@ class ShardedStore:
         """One client per broker URL; without any, the one shard on ``default`` (the client of
         ``PUSHGATE_REDIS_URL``, which the caller closes)."""
         jobs = job_history(settings.history)
+        if settings.cluster_url is not None:
+            return cls.on_cluster(settings.cluster_url, jobs, socket_timeout=socket_timeout)
         if not settings.broker_urls:
             return cls.over([(settings.redis_url, default)], jobs, owned=False)
         clients = [
@@ -83,10 +88,27 @@ class ShardedStore:
         ]
         return cls(shards, owned=owned)
 
+    @classmethod
+    def on_cluster(
+        cls, url: str, jobs: HistoryPolicy, *, socket_timeout: float | None = None
+    ) -> ShardedStore:
+        """The whole Redis Cluster of ``url`` as the one shard (``cluster`` is its store)."""
+        client = cluster_client(url, socket_timeout=socket_timeout)
+        return cls([Shard(0, url, ClusterStore(client, jobs=jobs), client)], owned=True)
+
+    @property
+    def cluster(self) -> ClusterStore | None:
+        """The cluster's store when the broker plane is a Redis Cluster."""
+        backend = self.shards[0].backend
+        return backend if isinstance(backend, ClusterStore) else None
+
     async def aclose(self) -> None:
         if self._owned:
             for shard in self.shards:
-                await shard.redis.aclose(close_connection_pool=True)
+                if isinstance(shard.redis, Redis):
+                    await shard.redis.aclose(close_connection_pool=True)
+                else:
+                    await shard.redis.aclose()
 
     def shard_of(self, channel: str) -> int:
         return shard_of(channel, len(self.shards))

@@ -15,7 +15,7 @@ from redis.asyncio.connection import parse_url
 
 from pushgate.core.auth import connection_token
 from pushgate.core.channels import Namespaces
-from pushgate.core.redis_url import is_sentinel_url
+from pushgate.core.redis_url import is_cluster_url, is_sentinel_url
 from pushgate.core.settings import (
     ENV_PREFIX,
     RpcSettings,
@@ -82,7 +82,7 @@ def config_problems(environ: Mapping[str, str]) -> list[str]:
 
 
 def _check_redis_url(url: str) -> None:
-    if is_sentinel_url(url):
+    if is_sentinel_url(url) or is_cluster_url(url):
         return  # redis_url_problems reads these
     try:
         parse_url(url)
@@ -181,7 +181,13 @@ def _status_row(base: str, answer: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _shards_cell(shards: list[dict[str, Any]]) -> str:
-    """``2/3 up, down: 1`` (indexes of the shards that are down)."""
-    down = [str(shard["index"]) for shard in shards if not shard["up"]]
+    """``2/3 up, down: 1`` (indexes of the shards that are down, with their addresses when
+    the gateway names them: a cluster master's index is only its place in today's list)."""
+    down = [_shard_name(shard) for shard in shards if not shard["up"]]
     cell = f"{len(shards) - len(down)}/{len(shards)} up"
     return f"{cell}, down: {' '.join(down)}" if down else cell
+
+
+def _shard_name(shard: dict[str, Any]) -> str:
+    address = shard.get("address")
+    return f"{shard['index']} ({address})" if address else str(shard["index"])

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from pushgate.core.redis_url import is_sentinel_url, sentinel_url_problems
+from pushgate.core.redis_url import (
+    cluster_url_problems,
+    is_cluster_url,
+    is_sentinel_url,
+    sentinel_url_problems,
+)
 
 ENV_PREFIX = "PUSHGATE_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -256,6 +261,7 @@ class Settings:
     # The broker plane (each channel's history, meta, idempotency keys, job record and pub/sub)
     # sharded by channel over these standalone Redis servers (pushgate/core/sharding.py). None:
     # all of it on redis_url, the one shard. The queue and rate limits stay on redis_url.
+    # Or one redis+cluster://host1:port1,host2:port2,... (seed nodes): a Redis Cluster.
     broker_urls: tuple[str, ...] = _env("BROKER_URLS", ())
     # A gateway is ready while every broker shard answers; true: while some do (a subscription
     # to a channel of a down shard is answered "unavailable").
@@ -296,8 +302,19 @@ class Settings:
         """The broker plane's Redis servers, in shard order: ``broker_urls``, else ``redis_url``."""
         return self.broker_urls or (self.redis_url,)
 
+    @property
+    def cluster_url(self) -> str | None:
+        """The ``redis+cluster://`` broker URL (the list's commas are its seeds'), if any."""
+        if self.broker_urls and is_cluster_url(self.broker_urls[0]):
+            return ",".join(self.broker_urls)
+        return None
+
     def validate_brokers(self) -> None:
-        """Every broker URL a Redis URL, none twice (a shard's index is its place in the list)."""
+        """Every broker URL a Redis URL, none twice (a shard's index is its place in the list),
+        or one cluster URL."""
+        if any(is_cluster_url(url) for url in self.broker_urls):
+            self._validate_cluster()
+            return
         problems = [_redis_url_problem(url) for url in self.broker_urls]
         seen: set[str] = set()
         for url in self.broker_urls:
@@ -305,6 +322,14 @@ class Settings:
                 problems.append(f"{redacted_url(url)!r} is listed twice")
             seen.add(url)
         found = [problem for problem in problems if problem]
+        if found:
+            raise SettingsError(f"{ENV_PREFIX}BROKER_URLS: {'; '.join(found)}")
+
+    def _validate_cluster(self) -> None:
+        if self.cluster_url is None:
+            found = ["a redis+cluster:// URL must be the only broker URL (its seeds after it)"]
+        else:
+            found = cluster_url_problems(self.cluster_url)
         if found:
             raise SettingsError(f"{ENV_PREFIX}BROKER_URLS: {'; '.join(found)}")
 
@@ -336,7 +361,13 @@ class Settings:
 
 def redis_url_problems(url: str) -> list[str]:
     """Every reason a ``redis+sentinel://`` ``PUSHGATE_REDIS_URL`` cannot be used, each naming
-    the variable (other URLs are redis-py's to read)."""
+    the variable (other URLs are redis-py's to read; a cluster URL is refused)."""
+    if is_cluster_url(url):
+        return [
+            f"PUSHGATE_REDIS_URL={_without_password(url)!r}: the queue and rate limits need one "
+            "Redis (or Sentinel), not a cluster (arq has no Redis Cluster support); "
+            "a cluster goes in PUSHGATE_BROKER_URLS"
+        ]
     if not is_sentinel_url(url):
         return []
     shown = _without_password(url)

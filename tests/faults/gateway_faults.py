@@ -33,7 +33,7 @@ from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.processes import free_port, spawn, stop
 from pushgate.cli.redis_server import find_redis_server
 from pushgate.client import Position, PushgateClient, Subscription
-from pushgate.core.redis_url import is_sentinel_url
+from pushgate.core.redis_url import is_cluster_url, is_sentinel_url
 from pushgate.core.wire import OffsetKey, parse_offset
 from tests.conftest import OPEN_ENV
 from tests.stack import MODULE_WORKER, Stack
@@ -216,8 +216,11 @@ class Acked:
 
 
 def store_on(urls: Sequence[str]) -> ShardedStore:
-    """The broker plane over ``urls`` (one per shard, in order), as gateways and workers see it,
-    with clients whose calls fail within a second while their Redis is down."""
+    """The broker plane over ``urls`` (one per shard, in order; or one ``redis+cluster://``
+    URL), as gateways and workers see it, with clients whose calls fail within a second while
+    their Redis is down."""
+    if len(urls) == 1 and is_cluster_url(urls[0]):
+        return ShardedStore.on_cluster(urls[0], POLICY, socket_timeout=1)
     return ShardedStore.over([(url, _client(url)) for url in urls], POLICY, owned=True)
 
 
@@ -233,7 +236,8 @@ def _client(url: str) -> aioredis.Redis:
 class Publisher:
     """Publishes ``{"n": i}`` round-robin over ``channels`` at ``rate`` per second through every
     outage: a publication counts once Redis acknowledged it; failed ones are retried later.
-    ``redis_url`` is one Redis, or the broker shards' URLs (each channel on its own shard)."""
+    ``redis_url`` is one Redis, the broker shards' URLs (each channel on its own shard), or a
+    ``redis+cluster://`` URL."""
 
     def __init__(
         self,
@@ -269,7 +273,8 @@ class Publisher:
             try:
                 offset, epoch = await self._backend.publish(channel, data, POLICY)
                 shard = self._backend.shards[self._backend.shard_of(channel)]
-                await jobqueue.wait_for_replicas(shard.redis, self._replicas, 1.0)
+                if isinstance(shard.redis, aioredis.Redis):  # not on a cluster (no replicas)
+                    await jobqueue.wait_for_replicas(shard.redis, self._replicas, 1.0)
             except (redis.RedisError, OSError):
                 self.failures += 1
             else:

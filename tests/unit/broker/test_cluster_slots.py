@@ -98,10 +98,14 @@ def test_topology_replies_give_every_slot_its_master(slot_map: SlotMap) -> None:
     assert slot_map.owner(13608) == "127.0.0.1:48853"
 
 
-def test_a_failed_master_leaves_its_slots_uncovered() -> None:
+def test_a_failed_master_owns_its_slots_until_a_replica_takes_over() -> None:
     node = ["id", "631d", "port", 52353, "ip", "127.0.0.1", "role", "master", "health", "fail"]
     failed = [["slots", [5461, 10922], "nodes", [node]]]
-    assert parse_cluster_shards(failed).owner(6000) is None
+    assert parse_cluster_shards(failed).owner(6000) == "127.0.0.1:52353"  # down, not gone
+    promoted = ["id", "77ab", "port", 52400, "ip", "127.0.0.1", "role", "master", "health",
+                "online"]  # fmt: skip
+    taken_over = [["slots", [5461, 10922], "nodes", [node, promoted]]]
+    assert parse_cluster_shards(taken_over).owner(6000) == "127.0.0.1:52400"
 
 
 def test_redirects() -> None:

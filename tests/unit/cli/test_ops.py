@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 from pushgate.cli.main import main
-from pushgate.cli.ops import _status_row, check_config, config_problems, token
+from pushgate.cli.ops import _shards_cell, _status_row, check_config, config_problems, token
 from pushgate.core.auth import Authenticator
 from pushgate.core.settings import AuthSettings
 
@@ -120,3 +120,11 @@ def test_status_row_names_the_shards_that_are_down() -> None:
         "shards": [{"index": 0, "up": True}, {"index": 1, "up": False}, {"index": 2, "up": False}],
     }
     assert _status_row("http://g", answer)[-1] == "1/3 up, down: 1 2"
+
+
+def test_status_row_names_a_down_cluster_master_by_address() -> None:
+    shards = [
+        {"index": 0, "address": "10.0.0.5:7000", "up": True},
+        {"index": 1, "address": "10.0.0.6:7000", "up": False},
+    ]
+    assert _shards_cell(shards) == "1/2 up, down: 1 (10.0.0.6:7000)"
