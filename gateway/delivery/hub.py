@@ -11,7 +11,8 @@ The delivery invariant (docs/protocol.md, "Delivery"): the hub hands each public
 channel to its subscribers once and in offset order, or it drops them all with ``lost()`` so
 that each client is told and resumes from its own position. Whatever may have left a hole is
 repaired from the history (a reconnect, a position behind Redis's) or ends in ``lost()`` (the
-history cannot be read, no longer covers the hub's position, or is of another epoch).
+history cannot be read, no longer covers the hub's position, is of another epoch, or
+the catch-up fails in any other way, foreign data in the history included).
 
 On a Redis Cluster a gap is per channel: ``Resubscribed`` (its slot moved) catches that channel
 up like a channel after a reconnect, and ``NodeDisconnected`` cuts off only the channels of one
@@ -402,6 +403,13 @@ class Hub:
         self._spawn(self._catch_up(channel, entry))
 
     async def _catch_up(self, channel: str, entry: _Channel) -> None:
+        try:
+            await self._replay_missed(channel, entry)
+        except Exception:  # a bug or foreign data: its subscribers are told, never left waiting
+            log.exception("catch-up failed", extra=channel_fields(channel))
+            self._lose(channel, entry, "its catch-up failed")
+
+    async def _replay_missed(self, channel: str, entry: _Channel) -> None:
         while True:
             entry.again = False
             replay = await self._read_missed(channel, entry)

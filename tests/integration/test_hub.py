@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.delivery.hub import Hub
+from pushgate.broker.keys import history_key
 from pushgate.broker.pubsub import (
     RESUBSCRIBE_BATCH,
     Confirmed,
@@ -129,6 +130,32 @@ async def test_catches_up_from_history_after_pubsub_connection_is_killed(
     assert recorder.offsets == published
     assert hub.connected
     hub.unsubscribe("hubtest:reconnect", recorder)
+
+
+class LossRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.told = asyncio.Event()
+
+    def lost(self) -> None:
+        self.told.set()
+
+
+async def test_a_catch_up_that_breaks_on_foreign_history_tells_its_subscribers(
+    hub: Hub, client: aioredis.Redis
+) -> None:
+    """An entry in a channel's history that pushgate did not write (no data field) breaks the
+    catch-up's read with a non-Redis error: the subscribers are told, never left waiting."""
+    backend = Backend(client, jobs=POLICY)
+    recorder = LossRecorder()
+    await hub.subscribe("hubtest:foreign", recorder)
+    await backend.publish("hubtest:foreign", {"n": 0}, POLICY)
+    await recorder.wait_for(1)
+    await client.client_kill_filter(_type="pubsub")
+    await client.xadd(history_key("hubtest:foreign"), {"not-pushgate": "x"})
+    async with asyncio.timeout(WAIT):
+        await recorder.told.wait()
+    assert hub.channel_count == 0  # given up: a client that comes back subscribes afresh
 
 
 async def test_pubsub_authenticates_when_redis_requires_a_password() -> None:
