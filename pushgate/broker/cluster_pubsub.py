@@ -303,7 +303,8 @@ class ClusterPubSub:
             elif isinstance(reply, list) and len(reply) >= 2:
                 kind, name = reply[0], reply[1]
                 if kind == "smessage":
-                    events.append(decode_live(name, reply[2]))
+                    if (publication := decode_live(name, reply[2])) is not None:
+                        events.append(publication)
                 elif kind == "ssubscribe":
                     self._answered(node, "SSUBSCRIBE", name, events)
                 elif kind == "sunsubscribe":

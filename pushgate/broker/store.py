@@ -17,6 +17,7 @@ Delivery guarantees, per operation (what a caller may rely on):
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,9 +36,13 @@ from pushgate.broker.keys import (
     redis_channel,
 )
 from pushgate.core import events
+from pushgate.core.errors import PushgateError
 from pushgate.core.events import Event, JobRecord, JobStatus, status_after
+from pushgate.core.logs import channel_fields
 from pushgate.core.settings import HistorySettings
 from pushgate.core.wire import OffsetKey, Publication, job_channel, parse_offset
+
+log = logging.getLogger(__name__)
 
 # Publications per script call of ``publish_many``: Redis runs a script to its end, so each call
 # is kept short enough not to hold everyone else up.
@@ -52,10 +57,19 @@ def _text(value: bytes | None) -> str:
     return "" if value is None else value.decode()
 
 
-def decode_live(redis_name: str, message: str) -> Publication:
-    """Turn a pub/sub message published by ``scripts.PUBLISH_SCRIPT`` into a Publication."""
-    offset, epoch, payload = message.split(" ", 2)
-    return Publication(channel_from_redis(redis_name), offset, epoch, payload)
+def decode_live(redis_name: str, message: str) -> Publication | None:
+    """Turn a pub/sub message published by ``scripts.PUBLISH_SCRIPT`` into a Publication; None
+    (logged) for one that pushgate did not publish there: a reader never stops for it."""
+    channel = channel_from_redis(redis_name)
+    try:
+        offset, epoch, payload = message.split(" ", 2)
+        parse_offset(offset), parse_offset(epoch)
+    except (ValueError, PushgateError):
+        log.warning(
+            "dropped a pub/sub message pushgate did not publish", extra=channel_fields(channel)
+        )
+        return None
+    return Publication(channel, offset, epoch, payload)
 
 
 @dataclass(frozen=True, slots=True)

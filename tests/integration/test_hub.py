@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.delivery.hub import Hub
-from pushgate.broker.keys import history_key
+from pushgate.broker.keys import history_key, redis_channel
 from pushgate.broker.pubsub import (
     RESUBSCRIBE_BATCH,
     Confirmed,
@@ -156,6 +156,27 @@ async def test_a_catch_up_that_breaks_on_foreign_history_tells_its_subscribers(
     async with asyncio.timeout(WAIT):
         await recorder.told.wait()
     assert hub.channel_count == 0  # given up: a client that comes back subscribes afresh
+
+
+async def test_a_foreign_message_on_a_channel_is_dropped_and_reading_goes_on(
+    hub: Hub, client: aioredis.Redis
+) -> None:
+    backend = Backend(client, jobs=POLICY)
+    recorder = Recorder()
+    await hub.subscribe("hubtest:garbage", recorder)
+    for garbage in (
+        "no spaces",
+        "x y z",
+        "1-0 not-an-epoch {}",
+        "99999999999999999999999-0 1-0 {}",
+    ):
+        await client.publish(redis_channel("hubtest:garbage"), garbage)
+    offset, _ = await backend.publish("hubtest:garbage", {"n": 1}, POLICY)
+    # Live, not by the position check (every 10 s), which would also catch it up.
+    async with asyncio.timeout(WAIT / 2):
+        await recorder.wait_for(1)
+    assert recorder.offsets == [offset]
+    assert hub.connected
 
 
 async def test_pubsub_authenticates_when_redis_requires_a_password() -> None:
