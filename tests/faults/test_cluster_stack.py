@@ -33,6 +33,7 @@ from tests.faults.test_shards import (
     close_all,
     job_seen_on_both,
     open_watchers,
+    outage_rows,
     readiness,
     reconnects,
     verdict,
@@ -227,11 +228,7 @@ async def test_a_killed_master_disturbs_only_its_channels(
         f"a master of 3 SIGKILLed and restarted empty: {len(watchers)} clients on 2 gateways, "
         "publisher at 60/s",
         [
-            ("other masters: lost / duplicated / out of order / told", astuple(undisturbed)),
-            ("killed master: lost / duplicated / out of order",
-             (disturbed.lost, disturbed.duplicated, disturbed.disordered)),
-            ("killed master: clients told recovered: false",
-             f"{sum(bool(w.unrecovered) for w in on_victim)} of {len(on_victim)}"),
+            *outage_rows("master", undisturbed, disturbed, on_victim),
             ("/readyz 503 on both gateways after (s)", round(unready_after, 3)),
             ("/readyz 200 on both after the restart (s)", round(ready_after, 3)),
             ("/readyz body while down", down[0]),

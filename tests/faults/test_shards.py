@@ -205,6 +205,19 @@ async def test_every_guarantee_holds_across_shards_and_gateways(
         assert sharded.holders(channel) == [shard_of(channel, SHARDS)]
 
 
+def outage_rows(
+    what: str, undisturbed: Verdict, disturbed: Verdict, on_killed: list[Watcher]
+) -> list[tuple[str, object]]:
+    """The figures of a killed shard (or master, ``what``): its clients' and everyone else's."""
+    told = f"{sum(bool(w.unrecovered) for w in on_killed)} of {len(on_killed)}"
+    return [
+        (f"other {what}s: lost / duplicated / out of order / told", astuple(undisturbed)),
+        (f"killed {what}: lost / duplicated / out of order",
+         (disturbed.lost, disturbed.duplicated, disturbed.disordered)),
+        (f"killed {what}: clients told recovered: false", told),
+    ]  # fmt: skip
+
+
 async def readiness(http: httpx.AsyncClient, base: str) -> tuple[int, dict[str, Any]]:
     response = await http.get(base + "/readyz")
     return response.status_code, response.json()
@@ -281,12 +294,7 @@ async def test_a_shard_killed_disturbs_only_its_channels_and_they_recover(
         f"broker shard {KILLED} of {SHARDS} SIGKILLed and restarted (no persistence): "
         f"{len(watchers)} clients on 2 gateways, publisher at 60/s",
         [
-            ("other shards: lost / duplicated / out of order / told",
-             astuple(undisturbed)),
-            ("killed shard: lost / duplicated / out of order",
-             (disturbed.lost, disturbed.duplicated, disturbed.disordered)),
-            ("killed shard: clients told recovered: false",
-             f"{sum(bool(w.unrecovered) for w in on_killed_shard)} of {len(on_killed_shard)}"),
+            *outage_rows("shard", undisturbed, disturbed, on_killed_shard),
             ("/readyz 503 on both gateways after (s)", round(unready_after, 3)),
             ("/readyz 200 on both after the restart (s)", round(ready_after, 3)),
             ("/readyz body while down", answers[0][1]),
