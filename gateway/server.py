@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 
 from gateway.app import create_app
 from gateway.delivery.connections import Connections
-from gateway.wsprotocol import LeanWebSocketProtocol
+from gateway.wsprotocol import LeanHttpProtocol, LeanWebSocketProtocol
 from pushgate.core.settings import Settings
 
 # uvicorn's own logger, so that the drain's lines read like the rest of the server's.
@@ -65,7 +65,11 @@ class ServerOptions:
     def config(self, app: ASGIApp) -> uvicorn.Config:
         # Each field is named as the uvicorn.Config parameter it sets.
         options = {**dataclasses.asdict(self), "ws": WS_PROTOCOLS[self.ws]}
-        return uvicorn.Config(app, **options, timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_SECONDS)
+        # The lean protocol takes the upgrade request as uvicorn's HTTP protocol parsed it.
+        http = LeanHttpProtocol if self.ws == "lean" else "auto"
+        return uvicorn.Config(
+            app, **options, http=http, timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_SECONDS
+        )
 
 
 class DrainingServer(uvicorn.Server):

@@ -31,6 +31,7 @@ from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Message
 from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected, get_local_addr, get_remote_addr, is_ssl
 from uvicorn.server import ServerState
 from websockets.datastructures import Headers
@@ -39,6 +40,7 @@ from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
 from gateway.keepalive import Due, Keepalive
@@ -228,7 +230,27 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.transport.write(output)
         self.transport.close()
 
-    def _handshake(self, request: Request) -> None:
+    def upgrade(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """The handshake request as uvicorn's HTTP protocol parsed it (``LeanHttpProtocol``):
+        websockets validates it (``accept``) without parsing it a second time from the bytes
+        uvicorn would write back out (a tenth of a connection's CPU). A request that
+        websockets' parser itself refuses (a body) takes that route, to be refused there."""
+        if any(name in _BODY_HEADERS for name, _ in headers):
+            self.data_received(_request_bytes(method, target, headers))
+            return
+        request_headers = Headers()
+        for name, value in headers:
+            request_headers[name.decode("ascii")] = value.decode("latin-1")
+        request = Request(target.decode("ascii"), request_headers, method=method.decode("ascii"))
+        conn = self.conn
+        # Past the request: the parser reads frames from here on. It waited for the request's
+        # first line; ServerProtocol.parse reads frames with its base class's parse after it.
+        conn.parser.close()
+        conn.parser = Protocol.parse(conn)
+        next(conn.parser)
+        self._handshake(request, headers)
+
+    def _handshake(self, request: Request, raw: list[tuple[bytes, bytes]] | None = None) -> None:
         response = self.conn.accept(request)
         if response.status_code != 101:  # websockets' validation failed: its 4xx, no app
             self.handshake_complete = True
@@ -239,7 +261,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             return
         self._response = response
         self._path = request.path
-        scope = self._scope(request)
+        scope = self._scope(request, raw)
         # The scope has its own copy of the headers; websockets' parser keeps the request (a
         # local of its generator) for the life of the connection, so empty it.
         request.headers.clear()
@@ -249,7 +271,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    def _scope(self, request: Request) -> dict[str, Any]:
+    def _scope(self, request: Request, raw: list[tuple[bytes, bytes]] | None) -> dict[str, Any]:
         shared, transport = self._shared, self.transport
         state, self._state = self._state, {}
         raw_path, _, query = request.path.partition("?")
@@ -270,7 +292,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             "raw_path": shared.root_path.encode("ascii") + raw_path.encode("ascii"),
             "query_string": query.encode("ascii"),
             # websockets (>= 17) decodes header values as ISO-8859-1.
-            "headers": [
+            "headers": raw
+            if raw is not None
+            else [
                 (name.encode("ascii"), value.encode("latin-1"))
                 for name, value in request.headers.raw_items()
             ],
@@ -558,6 +582,34 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         if self._shared.access_log:
             log.info('%s - "WebSocket %s" %s', _peer(self.transport), self._path, outcome)
         self._path = ""
+
+
+class LeanHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools HTTP/1.1 protocol, handing a WebSocket upgrade to the lean protocol
+    as the request it parsed (``LeanWebSocketProtocol.upgrade``) instead of as bytes."""
+
+    def handle_websocket_upgrade(self) -> None:
+        if self.ws_protocol_class is not LeanWebSocketProtocol:
+            super().handle_websocket_upgrade()
+            return
+        self.connections.discard(self)
+        protocol = LeanWebSocketProtocol(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        headers = list(self.scope["headers"])  # uvicorn's list, names in lower case
+        protocol.upgrade(self.scope["method"].encode(), self.url, headers)
+
+
+# What websockets' request parser refuses (a request with a body) and uvicorn's does not.
+_BODY_HEADERS = frozenset((b"transfer-encoding", b"content-length"))
+
+
+def _request_bytes(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    lines = [method + b" " + target + b" HTTP/1.1"]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 def _decoded(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

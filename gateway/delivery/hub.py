@@ -33,7 +33,6 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from gateway.delivery.direct import DirectWrites
-from gateway.lazysync import Flag
 from gateway.metrics import GatewayMetrics
 from pushgate.broker.cluster_pubsub import ClusterEvent, NodeDisconnected, Resubscribed
 from pushgate.broker.pubsub import Confirmed, Connected, Disconnected
@@ -87,17 +86,17 @@ class _Channel:
         "held",
         "last_key",
         "live",
-        "outage",
         "position",
         "subscribers",
+        "waiters",
     )
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
-        self.live = Flag()  # not asyncio.Event: a channel per idle subscriber is common
-        # Resolved when the channel's live stream breaks before it went live: the subscribers
-        # waiting for Redis's confirmation give up (made only while someone waits).
-        self.outage: asyncio.Future[None] | None = None
+        self.live = False  # Redis confirmed the subscribe: its live events reach us
+        # One future per subscriber waiting for the confirmation: True once live, False when
+        # the live stream broke first (it gives up). A caller's timeout cancels only its own.
+        self.waiters: list[asyncio.Future[bool]] | None = None
         # Highest offset handed to subscribers: the hub passes each offset on at most once.
         self.last_key: OffsetKey | None = None
         # The epoch of every offset handed off or noted: another one means the history was lost.
@@ -190,16 +189,13 @@ class Hub:
             self._send(channel, subscribe=True)
         else:
             entry.subscribers.add(subscriber)
-        if entry.live.is_set():
+        if entry.live:
             return
-        if entry.outage is None:
-            entry.outage = asyncio.get_running_loop().create_future()
-        live = asyncio.ensure_future(entry.live.wait())
-        try:
-            await asyncio.wait((live, entry.outage), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            live.cancel()
-        if not entry.live.is_set():
+        waiter = asyncio.get_running_loop().create_future()
+        if entry.waiters is None:
+            entry.waiters = []
+        entry.waiters.append(waiter)
+        if not await waiter:
             self.unsubscribe(channel, subscriber)
             raise unavailable()
 
@@ -212,7 +208,7 @@ class Hub:
             or not self._serves(channel)
             or entry.position is None
             or entry.held is not None  # catching up: the position is not complete
-            or not entry.live.is_set()
+            or not entry.live
         ):
             return None
         entry.subscribers.add(subscriber)
@@ -311,9 +307,7 @@ class Hub:
 
     @staticmethod
     def _cut_off_entry(entry: _Channel) -> None:
-        if entry.outage is not None:
-            entry.outage.set_result(None)
-            entry.outage = None
+        _tell_waiters(entry, live=False)
 
     def _handle(self, events: Sequence[ClusterEvent]) -> None:
         for event in events:
@@ -369,7 +363,7 @@ class Hub:
                 self._send(channel, subscribe=False)
         elif not event.subscribed:
             self._send(channel, subscribe=True)
-        elif not entry.live.is_set():
+        elif not entry.live:
             _went_live(entry)
         else:
             self._start_catch_up(channel, entry)
@@ -379,7 +373,7 @@ class Hub:
         entry = self._channels.get(event.channel)
         if entry is None:
             return
-        if not entry.live.is_set():
+        if not entry.live:
             _went_live(entry)  # its first subscribe was answered by the move: it is live now
         else:
             self._start_catch_up(event.channel, entry)
@@ -459,7 +453,7 @@ class Hub:
             live = [
                 (channel, entry)
                 for channel, entry in self._channels.items()
-                if entry.live.is_set()
+                if entry.live
                 and entry.held is None
                 and channel not in self._pending
                 and self._connection.serves(channel)  # a cluster master may be down
@@ -478,8 +472,15 @@ class Hub:
 
 
 def _went_live(entry: _Channel) -> None:
-    entry.live.set()
-    entry.outage = None  # its waiters hold it; nobody needs a new one
+    entry.live = True
+    _tell_waiters(entry, live=True)
+
+
+def _tell_waiters(entry: _Channel, *, live: bool) -> None:
+    waiters, entry.waiters = entry.waiters, None
+    for waiter in waiters or ():
+        if not waiter.done():  # a caller that gave up (its timeout) cancelled its own
+            waiter.set_result(live)
 
 
 def _behind(entry: _Channel, epoch: str, offset: str) -> bool:

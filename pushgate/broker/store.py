@@ -25,6 +25,7 @@ from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from pushgate.broker import scripts
 from pushgate.broker.keys import (
@@ -313,11 +314,27 @@ class Backend:
 
     async def positions(self, channels: Sequence[str]) -> list[tuple[str, str]]:
         """``position`` of each channel, in one pipelined round trip (not atomic across them)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for channel in channels:
-                await self._position(keys=[history_key(channel), meta_key(channel)], client=pipe)
-            replies = await pipe.execute()
+        calls = [[history_key(channel), meta_key(channel)] for channel in channels]
+        replies = await self._read_pipelined(self._position, calls)
         return [(_text(epoch), _text(offset)) for epoch, offset in replies]
+
+    async def _read_pipelined(self, script: AsyncScript, calls: list[list[str]]) -> list[Any]:
+        """A read-only ``script`` once per key list, in one pipeline of ``EVALSHA``s. redis-py's
+        own pipeline of a script asks ``SCRIPT EXISTS`` before every run (a second round trip,
+        and as much CPU as the reads); a Redis that lost its scripts (restarted, ``SCRIPT
+        FLUSH``) answers ``NOSCRIPT``: the script is loaded and the reads sent again."""
+        for _ in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(reply, NoScriptError) for reply in replies):
+                break
+            await self._redis.script_load(script.script)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     async def latest(self, channel: str, limit: int) -> Replay:
         """The newest ``limit`` publications, oldest first."""

@@ -73,3 +73,26 @@ async def test_a_failure_reaches_every_caller_and_a_cancelled_one_is_skipped() -
         assert abandoned.cancelled()
     finally:
         await client.aclose()
+
+
+async def test_a_batch_is_one_evalsha_per_channel_and_survives_a_script_flush(
+    backend: Backend, redis_server: RedisServer
+) -> None:
+    """redis-py's script pipeline asks SCRIPT EXISTS before every run; the reads do not, and a
+    Redis that lost its scripts (a restart, SCRIPT FLUSH) gets them loaded again."""
+    channels = [f"chat:pos-{uuid.uuid4().hex}" for _ in range(4)]
+    for channel in channels[:3]:
+        await backend.publish(channel, {"x": 1}, POLICY)
+    expected = [await backend.position(c) for c in channels]
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await admin.script_flush()
+        await admin.config_resetstat()
+        assert await backend.positions(channels) == expected  # NOSCRIPT, loaded, sent again
+        assert await backend.positions(channels) == expected
+        stats = await admin.info("commandstats")
+    finally:
+        await admin.aclose()
+    assert "cmdstat_script|exists" not in stats
+    assert stats["cmdstat_script|load"]["calls"] == 1
+    assert stats["cmdstat_evalsha"]["calls"] == 3 * len(channels)

@@ -26,7 +26,7 @@ from websockets.sync.client import connect
 
 from gateway.app import create_app
 from gateway.delivery.connections import Connections
-from gateway.wsprotocol import LeanWebSocketProtocol
+from gateway.wsprotocol import LeanHttpProtocol, LeanWebSocketProtocol
 from pushgate.cli.processes import free_port
 from pushgate.cli.redis_server import RedisServer
 from pushgate.core.settings import Settings
@@ -34,7 +34,14 @@ from tests.conftest import redis_db
 from tests.raw import RawWebSocket, exchange, read_response, request, ws_connect, ws_frame
 from tests.raw import connect as raw_connect
 
-PROTOCOLS = {"lean": LeanWebSocketProtocol, "websockets-sansio": "websockets-sansio"}
+# uvicorn options per protocol: the lean one as `pushgate gateway` runs it (handed the upgrade
+# request as uvicorn parsed it), as `uvicorn.Config(ws=LeanWebSocketProtocol)` alone runs it
+# (handed the request's bytes), and uvicorn's own.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "lean": {"ws": LeanWebSocketProtocol, "http": LeanHttpProtocol},
+    "lean-bytes": {"ws": LeanWebSocketProtocol},
+    "websockets-sansio": {"ws": "websockets-sansio"},
+}
 MAX_SIZE = 1024
 START_TIMEOUT = 10.0
 FLOOD_FRAMES = 1_000  # bound: 64 KB each, far past the socket buffers (a few MB)
@@ -114,16 +121,16 @@ async def _flood(send: Send, seen: Seen) -> None:
 
 
 @contextmanager
-def serve(ws: Any, app: Any = None, **options: Any) -> Iterator[tuple[int, Seen, uvicorn.Server]]:
-    """A uvicorn server in a thread with ``ws`` as its WebSocket protocol (and ``make_app``'s
-    app unless ``app`` is given)."""
+def serve(ws: str, app: Any = None, **options: Any) -> Iterator[tuple[int, Seen, uvicorn.Server]]:
+    """A uvicorn server in a thread with ``ws`` (a name of PROTOCOLS) as its WebSocket protocol
+    (and ``make_app``'s app unless ``app`` is given)."""
     seen = Seen()
     port = free_port()
     config = uvicorn.Config(
         app or make_app(seen),
         host="127.0.0.1",
         port=port,
-        ws=ws,
+        **PROTOCOLS[ws],
         ws_max_size=MAX_SIZE * 1024,
         log_level="critical",
         **{"lifespan": "off", **options},
@@ -144,11 +151,11 @@ def serve(ws: Any, app: Any = None, **options: Any) -> Iterator[tuple[int, Seen,
 
 
 @pytest.fixture(params=list(PROTOCOLS))
-def ws(request: pytest.FixtureRequest) -> Any:
-    return PROTOCOLS[request.param]
+def ws(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-def test_echo_with_subprotocol_and_fragments(ws: Any) -> None:
+def test_echo_with_subprotocol_and_fragments(ws: str) -> None:
     with (
         serve(ws) as (port, _seen, _),
         connect(
@@ -175,7 +182,7 @@ def test_echo_with_subprotocol_and_fragments(ws: Any) -> None:
     ],
 )  # fmt: skip
 def test_bad_upgrade_headers_are_answered_400_by_websockets(
-    ws: Any, headers: list[tuple[bytes, bytes]], status: int, says: bytes
+    ws: str, headers: list[tuple[bytes, bytes]], status: int, says: bytes
 ) -> None:
     upgrade = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"), *headers]
     with serve(ws) as (port, seen, _):
@@ -186,7 +193,26 @@ def test_bad_upgrade_headers_are_answered_400_by_websockets(
     assert not seen.done.is_set()  # the app never ran
 
 
-def test_a_close_before_accepting_is_403(ws: Any) -> None:
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [
+        ([(b"Content-Length", b"5")], 400),
+        ([(b"Transfer-Encoding", b"chunked")], 400),
+    ],
+)
+def test_an_upgrade_request_with_a_body_is_refused_before_the_app(
+    ws: str, extra: list[tuple[bytes, bytes]], status: int
+) -> None:
+    """websockets' request parser refuses a body; handed the parsed request, the lean protocol
+    must refuse it the same way."""
+    with serve(ws) as (port, seen, _), raw_connect(port) as sock:
+        sock.sendall(request(b"GET", b"/echo", [*_upgrade_headers(), *extra]))
+        answer = read_response(sock)
+    assert answer.status == status
+    assert not seen.done.is_set()  # the app never ran
+
+
+def test_a_close_before_accepting_is_403(ws: str) -> None:
     with serve(ws) as (port, seen, _):
         answer = _handshake_answer(port, b"/refuse")
         assert seen.done.wait(START_TIMEOUT)
@@ -194,7 +220,7 @@ def test_a_close_before_accepting_is_403(ws: Any) -> None:
     assert answer.ended == "eof"
 
 
-def test_an_http_response_before_accepting_is_sent_as_given(ws: Any) -> None:
+def test_an_http_response_before_accepting_is_sent_as_given(ws: str) -> None:
     with serve(ws) as (port, _seen, _):
         answer = _handshake_answer(port, b"/teapot")
     assert answer.status == 418
@@ -203,7 +229,7 @@ def test_an_http_response_before_accepting_is_sent_as_given(ws: Any) -> None:
     assert answer.ended == "eof"
 
 
-def test_an_app_that_fails_before_accepting_is_500(ws: Any) -> None:
+def test_an_app_that_fails_before_accepting_is_500(ws: str) -> None:
     with serve(ws) as (port, _seen, _):
         answer = _handshake_answer(port, b"/crash")
     assert answer.status == 500
@@ -224,7 +250,7 @@ def _upgrade_headers() -> list[tuple[bytes, bytes]]:
     ]
 
 
-def test_an_oversized_message_is_closed_1009(ws: Any) -> None:
+def test_an_oversized_message_is_closed_1009(ws: str) -> None:
     with serve(ws) as (port, seen, _), ws_connect(port, b"/echo") as raw:
         raw.send(ws_frame(0x1, b"y" * (MAX_SIZE * 1024 + 1)))
         transcript = raw.read_until_close()
@@ -235,7 +261,7 @@ def test_an_oversized_message_is_closed_1009(ws: Any) -> None:
 
 def test_invalid_utf8_is_closed_1007() -> None:
     # uvicorn's own protocol passes this case too, but only after logging a traceback.
-    with serve(LeanWebSocketProtocol) as (port, seen, _), ws_connect(port, b"/echo") as raw:
+    with serve("lean") as (port, seen, _), ws_connect(port, b"/echo") as raw:
         raw.send(ws_frame(0x1, b"ok"))
         raw.send(ws_frame(0x1, b"\xff\xfe"))
         transcript = raw.read_until_close()
@@ -245,7 +271,7 @@ def test_invalid_utf8_is_closed_1007() -> None:
     assert [m["code"] for m in seen.disconnects] == [1007]
 
 
-def test_a_silent_peer_is_closed_by_the_ping_timeout(ws: Any) -> None:
+def test_a_silent_peer_is_closed_by_the_ping_timeout(ws: str) -> None:
     """The silent client reads but never answers a ping; the other one answers (websockets'
     client does) and stays open across the same pings."""
     with (
@@ -260,10 +286,10 @@ def test_a_silent_peer_is_closed_by_the_ping_timeout(ws: Any) -> None:
         assert answering.recv() == "still here"
     # The lean protocol tells the app why (uvicorn's says 1005, as for a vanished peer).
     codes = [m["code"] for m in seen.disconnects]
-    assert codes[0] == (1011 if ws is LeanWebSocketProtocol else 1005)
+    assert codes[0] == (1011 if ws.startswith("lean") else 1005)
 
 
-def test_a_close_from_the_client_reaches_the_app_with_its_code_and_reason(ws: Any) -> None:
+def test_a_close_from_the_client_reaches_the_app_with_its_code_and_reason(ws: str) -> None:
     with serve(ws) as (port, seen, _):
         with connect(f"ws://127.0.0.1:{port}/echo") as client:
             client.send("hi")
@@ -276,7 +302,7 @@ def test_a_close_from_the_client_reaches_the_app_with_its_code_and_reason(ws: An
     ]
 
 
-def test_a_close_from_the_app_reaches_the_client_and_is_answered(ws: Any) -> None:
+def test_a_close_from_the_app_reaches_the_client_and_is_answered(ws: str) -> None:
     with serve(ws) as (port, seen, _):
         with connect(f"ws://127.0.0.1:{port}/close") as client:
             client.send("go")
@@ -288,7 +314,7 @@ def test_a_close_from_the_app_reaches_the_client_and_is_answered(ws: Any) -> Non
     assert seen.disconnects[0]["code"] == 4001
 
 
-def test_a_client_that_stops_reading_pauses_the_apps_sends_until_it_reads(ws: Any) -> None:
+def test_a_client_that_stops_reading_pauses_the_apps_sends_until_it_reads(ws: str) -> None:
     with serve(ws) as (port, seen, _), ws_connect(port, b"/flood") as raw:
         assert seen.paused.wait(START_TIMEOUT), "the transport never paused writing"
         assert not seen.resumed.is_set()  # the app's send waits for the client
@@ -312,7 +338,7 @@ def _read_texts(raw: RawWebSocket, *, until: str) -> list[str]:
     raise AssertionError("no last frame")
 
 
-def test_shutdown_closes_open_sockets_with_1012(ws: Any) -> None:
+def test_shutdown_closes_open_sockets_with_1012(ws: str) -> None:
     with serve(ws) as (port, seen, server), connect(f"ws://127.0.0.1:{port}/echo") as client:
         client.send("hi")
         assert client.recv() == "hi"
@@ -336,7 +362,7 @@ def test_an_idle_lean_socket_keeps_no_handshake() -> None:
         while (await receive())["type"] != "websocket.disconnect":
             pass
 
-    with serve(LeanWebSocketProtocol, app) as (port, _, _), connect(f"ws://127.0.0.1:{port}/"):
+    with serve("lean", app) as (port, _, _), connect(f"ws://127.0.0.1:{port}/"):
         protocol = _wait_for(held)
         assert protocol._response is None and protocol._state == {}
         assert not hasattr(protocol, "__dict__")
@@ -363,7 +389,7 @@ def test_a_closed_ws_connection_leaves_nothing_for_the_cyclic_gc(redis_server: R
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)  # what any collection finds stays in gc.garbage
     try:
-        with serve(LeanWebSocketProtocol, app, lifespan="on") as (port, _, server):
+        with serve("lean", app, lifespan="on") as (port, _, server):
             for number in range(3):
                 with connect(f"ws://127.0.0.1:{port}/ws") as client:
                     call = {"jsonrpc": "2.0", "id": 1, "method": "subscribe"}
