@@ -46,6 +46,8 @@ from pushgate.broker.store import (
     HistoryPolicy,
     ScriptCall,
     _text,
+    position_keys,
+    position_pairs,
     publish_many_call,
 )
 from pushgate.core.redis_url import is_cluster_url, parse_cluster_url
@@ -211,10 +213,19 @@ class ClusterStore(Backend):
         return positions
 
     async def positions(self, channels: Sequence[str]) -> list[tuple[str, str]]:
-        """``position`` of each channel, one pipeline (one round trip per master)."""
-        calls: list[ScriptCall] = [([history_key(c), meta_key(c)], []) for c in channels]
-        replies = await self._pipelined(self._position, calls)
-        return [(_text(epoch), _text(offset)) for epoch, offset in replies]
+        """``position`` of each channel: one script call per slot (a script's keys share one)."""
+        by_slot: dict[int, list[int]] = {}
+        for index, channel in enumerate(channels):
+            by_slot.setdefault(key_slot(redis_channel(channel)), []).append(index)
+        calls: list[ScriptCall] = [
+            (position_keys([channels[index] for index in group]), []) for group in by_slot.values()
+        ]
+        positions: list[tuple[str, str]] = [("", "")] * len(channels)
+        replies = await self._pipelined(self._positions, calls)
+        for group, flat in zip(by_slot.values(), replies, strict=True):
+            for index, position in zip(group, position_pairs(flat), strict=True):
+                positions[index] = position
+        return positions
 
     async def _pipelined(self, script: AsyncScript, calls: list[ScriptCall]) -> list[Any]:
         """Each call of ``script``, in order per slot, at most ``_CONCURRENCY`` at a time.

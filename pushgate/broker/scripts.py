@@ -133,14 +133,22 @@ PUBLISH_JOB_EVENT_SCRIPT = _SINGLE.publish_job_event
 CREATE_JOB_SCRIPT = _SINGLE.create_job
 
 
-# KEYS: history, meta. The channel's (epoch, newest offset), "" and "" when it has no history:
-# where a new subscriber starts, read in one step.
-POSITION_SCRIPT = """
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #newest == 0 then
-  return {'', ''}
+# KEYS: history, meta of one channel after another. Each channel's epoch and newest offset, ""
+# and "" when it has no history (where a new subscriber starts), in one flat list: a connect
+# storm's reads of one loop turn in one call, each channel's pair read in one step.
+POSITIONS_SCRIPT = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local newest = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+  if #newest == 0 then
+    out[#out + 1] = ''
+    out[#out + 1] = ''
+  else
+    out[#out + 1] = redis.call('HGET', KEYS[i + 1], 'epoch') or ''
+    out[#out + 1] = newest[1][1]
+  end
 end
-return {redis.call('HGET', KEYS[2], 'epoch') or '', newest[1][1]}
+return out
 """
 
 
