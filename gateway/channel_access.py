@@ -36,6 +36,11 @@ def namespace_of(svc: Services, channel: Channel) -> Namespace:
     return namespace
 
 
+def reads_redis(channel: Channel) -> bool:
+    """Whether ``authorize_read`` of ``channel`` reads Redis: a job channel's (its record)."""
+    return channel.namespace == JOB_NAMESPACE
+
+
 async def authorize_read(
     svc: Services, channel: Channel, identity: Identity, token: str | None
 ) -> Readable:

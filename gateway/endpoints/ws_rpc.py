@@ -22,11 +22,11 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from gateway.access import origin_allowed
-from gateway.channel_access import authorize_read, namespace_of
+from gateway.channel_access import authorize_read, namespace_of, reads_redis
 from gateway.delivery.direct import Transport
 from gateway.delivery.feed import Feed
 from gateway.delivery.outbox import Outbox
-from gateway.delivery.subscribe import from_redis, subscribe_feed
+from gateway.delivery.subscribe import from_redis, subscribe_at_newest, subscribe_feed
 from gateway.publishing import publish_as_server
 from gateway.rate_limits import admit_socket, limit_submission
 from gateway.rpc.calls import RpcCalls
@@ -352,7 +352,9 @@ class RpcConnection:
         channel, since = params.channel, params.since
         self._session.check_can_subscribe(channel)
         svc = self._svc
-        await from_redis(svc, authorize_read(svc, channel, self._identity, params.token))
+        check = authorize_read(svc, channel, self._identity, params.token)
+        # Only a job channel's check reads Redis (the job's record): no timer for the others.
+        await (from_redis(svc, check) if reads_redis(channel) else check)
         if since is None:
             return await self._subscribe_from_now(channel)
         feed = self._new_feed(channel.full, since.offset)
@@ -382,12 +384,11 @@ class RpcConnection:
         if position is not None:
             self._register(channel.full, feed)
         else:
-            await self._attach(channel.full, feed)
-            try:
-                position = await from_redis(self._svc, self._svc.positions.read(channel.full))
-            except BaseException:
-                self._unsubscribe(channel)
-                raise
+            svc = self._svc
+            position = await subscribe_at_newest(
+                hub, svc.positions, channel.full, feed, redis_timeout=svc.settings.redis_timeout
+            )
+            self._register(channel.full, feed)
             hub.note_position(channel.full, *position)
         epoch, offset = position
         result: Result = {"channel": channel.full, "epoch": epoch, "offset": offset}

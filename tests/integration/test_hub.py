@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from gateway.delivery.hub import Hub
+from gateway.delivery.positions import PositionReads
+from gateway.delivery.subscribe import SUBSCRIBE_TIMEOUT, subscribe_at_newest
 from pushgate.broker.keys import history_key, redis_channel
 from pushgate.broker.pubsub import (
     RESUBSCRIBE_BATCH,
@@ -21,6 +25,7 @@ from pushgate.broker.pubsub import (
 )
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.redis_server import RedisServer
+from pushgate.core.errors import ErrorKind, PushgateError
 from pushgate.core.wire import Publication
 
 WAIT = 10.0
@@ -259,3 +264,28 @@ async def test_a_reconnect_resubscribes_in_batches() -> None:
         await connection.close()
         await client.aclose()
         server.stop()
+
+
+async def test_a_subscribe_whose_position_read_hangs_is_unavailable_and_leaves_no_subscriber(
+    hub: Hub,
+) -> None:
+    """Redis confirmed the subscribe, then the position read got no answer (its Redis stopped,
+    SIGSTOP): within the Redis timeout the caller is told unavailable, and the hub holds no
+    subscriber and no channel for it."""
+    with RedisServer() as stalled:
+        client = aioredis.Redis.from_url(stalled.url)
+        reads = PositionReads(Backend(client, jobs=POLICY))
+        assert stalled.process is not None
+        stalled.process.send_signal(signal.SIGSTOP)
+        try:
+            started_at = time.monotonic()
+            with pytest.raises(PushgateError) as refused:
+                await subscribe_at_newest(hub, reads, "chat:stalled", Recorder(), redis_timeout=0.3)
+            seconds = time.monotonic() - started_at
+        finally:
+            stalled.process.send_signal(signal.SIGCONT)
+            await client.aclose()
+    assert refused.value.kind is ErrorKind.UNAVAILABLE
+    assert seconds < SUBSCRIBE_TIMEOUT  # the read's own bound, not the subscribe's
+    assert hub.subscriber_count == 0
+    assert hub.channel_count == 0
