@@ -39,6 +39,8 @@ async def limit_connection(svc: Services, scope: Scope) -> None:
 
 async def admit_socket(websocket: WebSocket, svc: Services) -> bool:
     """``limit_connection`` for an accepted socket: over the budget, it is closed with 4429."""
+    if not svc.rates.connect.limits:  # no address to work out, no coroutine to run
+        return True
     try:
         await limit_connection(svc, websocket.scope)
     except RateLimitedError as exc:

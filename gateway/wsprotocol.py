@@ -60,9 +60,9 @@ class Shared:
     """What every connection of one server reads, built once per server, not per socket."""
 
     __slots__ = (
-        "access_log", "app", "asgi_version", "connections", "default_headers", "extensions",
-        "frames_log", "keepalive", "loop", "max_size", "ping_interval", "ping_timeout",
-        "root_path", "tasks",
+        "_decoded_defaults", "_raw_defaults", "_state", "access_log", "app", "asgi_version",
+        "connections", "extensions", "frames_log", "keepalive", "loop", "max_size",
+        "ping_interval", "ping_timeout", "root_path", "tasks",
     )  # fmt: skip
 
     def __init__(self, config: Config, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
@@ -74,10 +74,9 @@ class Shared:
         self.asgi_version = config.asgi_version
         self.connections = state.connections
         self.tasks = state.tasks
-        self.default_headers = [
-            (name.decode("latin-1").lower(), value.decode("latin-1"))
-            for name, value in state.default_headers
-        ]
+        self._state = state
+        self._raw_defaults: list[tuple[bytes, bytes]] | None = None
+        self._decoded_defaults: list[tuple[str, str]] = []
         self.access_log = bool(config.access_log)
         self.frames_log = log if self.access_log else _QUIET
         self.max_size = config.ws_max_size
@@ -98,6 +97,17 @@ class Shared:
             if config.ws_per_message_deflate
             else []
         )
+
+    def default_headers(self) -> list[tuple[str, str]]:
+        """uvicorn's headers of every response (date, server), decoded once per new list:
+        uvicorn makes one every second, with the new date."""
+        raw = self._state.default_headers
+        if raw is not self._raw_defaults:
+            self._raw_defaults = raw
+            self._decoded_defaults = [
+                (name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw
+            ]
+        return self._decoded_defaults
 
 
 _SHARED: weakref.WeakKeyDictionary[ServerState, Shared] = weakref.WeakKeyDictionary()
@@ -132,7 +142,8 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         # Until the app answers the handshake: the 101 it may add headers to, the path (for the
         # access log) and the state the scope copies. All dropped then.
-        self._response: Response | None = None
+        # websockets' handshake answers (Sec-WebSocket-Accept, -Extensions, -Protocol).
+        self._response: tuple[str, str | None, str | None] | None = None
         self._path = ""
         self._state = app_state
         self._rejection: tuple[int, list[tuple[str, str]], bytes] | None = None
@@ -230,11 +241,14 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.transport.write(output)
         self.transport.close()
 
-    def upgrade(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        """The handshake request as uvicorn's HTTP protocol parsed it (``LeanHttpProtocol``):
-        websockets validates it (``accept``) without parsing it a second time from the bytes
-        uvicorn would write back out (a tenth of a connection's CPU). A request that
-        websockets' parser itself refuses (a body) takes that route, to be refused there."""
+    def upgrade(self, http: dict[str, Any], target: bytes) -> None:
+        """The handshake request as uvicorn's HTTP protocol parsed it (``LeanHttpProtocol``;
+        ``http`` is its scope, ``target`` the request's): websockets validates it (``accept``)
+        without parsing it a second time from the bytes uvicorn would write back out (a tenth
+        of a connection's CPU), and the scope takes what uvicorn's already holds. A request
+        that websockets' parser itself refuses (a body) takes that route, to be refused there."""
+        method = http["method"].encode()
+        headers: list[tuple[bytes, bytes]] = list(http["headers"])  # names in lower case
         if any(name in _BODY_HEADERS for name, _ in headers):
             self.data_received(_request_bytes(method, target, headers))
             return
@@ -248,20 +262,23 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         conn.parser.close()
         conn.parser = Protocol.parse(conn)
         next(conn.parser)
-        self._handshake(request, headers)
+        self._handshake(request, {**http, "headers": headers})
 
-    def _handshake(self, request: Request, raw: list[tuple[bytes, bytes]] | None = None) -> None:
-        response = self.conn.accept(request)
-        if response.status_code != 101:  # websockets' validation failed: its 4xx, no app
+    def _handshake(self, request: Request, http: dict[str, Any] | None = None) -> None:
+        conn = self.conn
+        try:
+            # websockets' validation and negotiation: what ``accept`` does before it builds a
+            # 101 with a Date of its own, formatted per connection (``_accept`` builds it).
+            self._response = conn.process_request(request)
+        except Exception:  # websockets' own answer to what failed: its 4xx, no app
             self.handshake_complete = True
             self.close_sent = True
-            self.conn.send_response(response)
+            conn.send_response(conn.accept(request))
             self._flush()
             self.transport.close()
             return
-        self._response = response
         self._path = request.path
-        scope = self._scope(request, raw)
+        scope = self._scope(request, http)
         # The scope has its own copy of the headers; websockets' parser keeps the request (a
         # local of its generator) for the life of the connection, so empty it.
         request.headers.clear()
@@ -271,10 +288,10 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    def _scope(self, request: Request, raw: list[tuple[bytes, bytes]] | None) -> dict[str, Any]:
-        shared, transport = self._shared, self.transport
+    def _scope(self, request: Request, http: dict[str, Any] | None) -> dict[str, Any]:
+        """The ASGI scope: its request part from uvicorn's HTTP scope when given (``http``),
+        else from websockets' parsed request."""
         state, self._state = self._state, {}
-        raw_path, _, query = request.path.partition("?")
         subprotocols = [
             token.strip()
             for header in request.headers.get_all("Sec-WebSocket-Protocol")
@@ -282,25 +299,36 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         ]
         return {
             "type": "websocket",
-            "asgi": {"version": shared.asgi_version, "spec_version": "2.4"},
+            "asgi": {"version": self._shared.asgi_version, "spec_version": "2.4"},
             "http_version": "1.1",
-            "scheme": "wss" if is_ssl(transport) else "ws",
-            "server": get_local_addr(transport),
-            "client": get_remote_addr(transport),
-            "root_path": shared.root_path,
-            "path": shared.root_path + unquote(raw_path),
-            "raw_path": shared.root_path.encode("ascii") + raw_path.encode("ascii"),
-            "query_string": query.encode("ascii"),
-            # websockets (>= 17) decodes header values as ISO-8859-1.
-            "headers": raw
-            if raw is not None
-            else [
-                (name.encode("ascii"), value.encode("latin-1"))
-                for name, value in request.headers.raw_items()
-            ],
+            **self._request_part(request, http),
             "subprotocols": subprotocols,
             "state": state.copy(),
             "extensions": {"websocket.http.response": {}},
+        }
+
+    def _request_part(self, request: Request, http: dict[str, Any] | None) -> dict[str, Any]:
+        root = self._shared.root_path
+        raw_path, _, query = request.path.partition("?")
+        return {
+            **(self._connection_part(request) if http is None else _connection_part(http)),
+            "root_path": root,
+            "path": root + unquote(raw_path),
+            "raw_path": root.encode("ascii") + raw_path.encode("ascii"),
+            "query_string": query.encode("ascii"),
+        }
+
+    def _connection_part(self, request: Request) -> dict[str, Any]:
+        transport = self.transport
+        return {
+            "scheme": "wss" if is_ssl(transport) else "ws",
+            "server": get_local_addr(transport),
+            "client": get_remote_addr(transport),
+            # websockets (>= 17) decodes header values as ISO-8859-1.
+            "headers": [
+                (name.encode("ascii"), value.encode("latin-1"))
+                for name, value in request.headers.raw_items()
+            ],
         }
 
     async def _run_asgi(self, scope: dict[str, Any]) -> None:
@@ -502,21 +530,23 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             )
 
     def _accept(self, message: Message) -> None:
-        response = self._response
-        assert response is not None
+        answers = self._response
+        assert answers is not None
         self._response = None  # the 101 is written once; nothing of the handshake is kept
         self._access("[accepted]")
-        headers = self._shared.default_headers + [
-            (name.lower(), value) for name, value in _decoded(message.get("headers", []))
-        ]
-        subprotocol = message.get("subprotocol")
+        key, extensions, subprotocol = answers
+        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+        headers.append(("Sec-WebSocket-Accept", key))
+        if extensions is not None:
+            headers.append(("Sec-WebSocket-Extensions", extensions))
+        headers += self._shared.default_headers()
+        headers += [(name.lower(), value) for name, value in _decoded(message.get("headers", []))]
+        subprotocol = message.get("subprotocol") or subprotocol
         if subprotocol:
             headers.append(("Sec-WebSocket-Protocol", subprotocol))
-        del response.headers["Date"]
-        response.headers.update(headers)
         if not self.transport.is_closing():
             self.handshake_complete = True
-            self.conn.send_response(response)
+            self.conn.send_response(Response(101, "Switching Protocols", Headers(headers)))
             self._flush()
             self._start_keepalive()
 
@@ -598,8 +628,17 @@ class LeanHttpProtocol(HttpToolsProtocol):
         )
         protocol.connection_made(self.transport)
         self.transport.set_protocol(protocol)
-        headers = list(self.scope["headers"])  # uvicorn's list, names in lower case
-        protocol.upgrade(self.scope["method"].encode(), self.url, headers)
+        protocol.upgrade(cast(dict[str, Any], self.scope), self.url)
+
+
+def _connection_part(http: dict[str, Any]) -> dict[str, Any]:
+    """What uvicorn's HTTP scope of the upgrade request already holds of a WebSocket scope."""
+    return {
+        "scheme": "wss" if http["scheme"] == "https" else "ws",
+        "server": http["server"],
+        "client": http["client"],
+        "headers": http["headers"],
+    }
 
 
 # What websockets' request parser refuses (a request with a body) and uvicorn's does not.

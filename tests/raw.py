@@ -89,6 +89,8 @@ def _complete(received: bytes) -> bool:
     head, sep, body = received.partition(b"\r\n\r\n")
     if not sep:
         return False
+    if head.split(b" ", 2)[1:2] == [b"101"]:  # no body: the WebSocket's frames follow
+        return True
     length = _headers(head).get("content-length")
     return length is not None and len(body) >= int(length)
 

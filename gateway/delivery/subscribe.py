@@ -39,7 +39,12 @@ class Subscriptions(Protocol):
 
 
 async def subscribe_at_newest(
-    hub: Subscriptions, reads: PositionReads, channel: str, feed: Subscriber, *, redis_timeout: float
+    hub: Subscriptions,
+    reads: PositionReads,
+    channel: str,
+    feed: Subscriber,
+    *,
+    redis_timeout: float,
 ) -> Position:
     """Subscribe ``feed``, then read the channel's newest position (where ``feed`` starts),
     bounded as ``subscribe_feed`` and ``from_redis`` bound each (``SUBSCRIBE_TIMEOUT``, then

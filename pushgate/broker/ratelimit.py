@@ -94,9 +94,13 @@ class TokenBucket:
         )
         return bool(allowed), int(retry_ms)
 
+    @property
+    def limits(self) -> bool:
+        return self.budget.rate != 0
+
     async def take(self, who: str) -> None:
         """Take a token, or raise RateLimitedError; let the call through when Redis is down."""
-        if self.budget.rate == 0:
+        if not self.limits:
             return
         try:
             allowed, retry_ms = await self.acquire(who)

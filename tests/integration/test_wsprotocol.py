@@ -8,10 +8,13 @@ against both protocols: the lean one must not differ where an app or a client ca
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import gc
 import json
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,12 +58,14 @@ class Seen:
     paused: threading.Event = field(default_factory=threading.Event)
     resumed: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    scopes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def make_app(seen: Seen) -> Any:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "websocket"
         assert (await receive())["type"] == "websocket.connect"
+        seen.scopes.append(dict(scope))
         path = scope["path"]
         if path == "/refuse":  # a close before accepting
             await send({"type": "websocket.close", "code": 1000})
@@ -210,6 +215,50 @@ def test_an_upgrade_request_with_a_body_is_refused_before_the_app(
         answer = read_response(sock)
     assert answer.status == status
     assert not seen.done.is_set()  # the app never ran
+
+
+def test_every_protocol_gives_the_app_the_same_scope() -> None:
+    """The lean protocol's scope, built from uvicorn's parsed request or from websockets', is
+    the one uvicorn's own protocol gives (the client's port aside)."""
+    target = b"/echo%20it?x=1&y=%20"
+    extra = [(b"Sec-WebSocket-Protocol", b"pg.v1, other"), (b"X-Trace", b"caf\xe9")]
+    parts: dict[str, dict[str, Any]] = {}
+    for name in PROTOCOLS:
+        with serve(name) as (port, seen, _), raw_connect(port) as sock:
+            sock.sendall(request(b"GET", target, [*_upgrade_headers(), *extra]))
+            assert read_response(sock).status == 101
+        (scope,) = seen.scopes
+        client_host, _ = scope["client"]
+        parts[name] = {key: scope[key] for key in _SCOPE_KEYS} | {
+            "client": client_host,
+            "server": scope["server"][0],
+            "headers": sorted(scope["headers"]),
+        }
+    assert parts["lean"]["path"] == "/echo it"
+    assert parts["lean"]["subprotocols"] == ["pg.v1", "other"]
+    assert parts["lean"] == parts["websockets-sansio"] == parts["lean-bytes"]
+
+
+_SCOPE_KEYS = ("type", "asgi", "http_version", "scheme", "root_path", "path", "raw_path",
+               "query_string", "subprotocols", "extensions")  # fmt: skip
+
+
+def test_the_101_carries_the_current_date(ws: str) -> None:
+    """uvicorn makes its date header anew every second; a handshake answered seconds after the
+    first must not carry the first one's date."""
+    with serve(ws) as (port, _seen, _):
+        first = _handshake_date(port)
+        time.sleep(2.5)
+        second = _handshake_date(port)
+    assert second > first
+
+
+def _handshake_date(port: int) -> datetime.datetime:
+    with raw_connect(port) as sock:
+        sock.sendall(request(b"GET", b"/echo", _upgrade_headers()))
+        answer = read_response(sock, quiet=0.05)
+    assert answer.status == 101
+    return email.utils.parsedate_to_datetime(answer.headers["date"])
 
 
 def test_a_close_before_accepting_is_403(ws: str) -> None:
