@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, connections: Connections | None
                     settings=resolved,
                     redis=redis,
                     backend=backend,
-                    positions=PositionReads(backend),
+                    positions=PositionReads(backend, timeout=resolved.redis_timeout),
                     hub=hub,
                     auth=Authenticator(resolved.auth),
                     namespaces=namespaces,

@@ -1,10 +1,12 @@
-"""Channel positions read in batches: every read asked for in one turn of the event loop goes to
-Redis as one pipelined round trip.
+"""Channel positions read in batches: one batch in flight at a time, and every read asked for
+meanwhile goes to Redis in the next one.
 
 A connect storm subscribes thousands of clients within seconds, each to a channel this gateway
 may not have live yet, and each such subscribe reads the channel's newest position. One Redis
-call per client cost more CPU (redis-py's per-command overhead) than the rest of the subscribe;
-one pipeline per loop turn costs about the same as one call.
+call per client cost more CPU (redis-py's per-call overhead) than the rest of the subscribe. The
+reads of one loop turn are rarely more than one or two even in a storm, as clients arrive one
+by one; the reads that arrive while a batch is in flight are many, so the batches grow with the
+load and cost one round trip of waiting at most.
 """
 
 from __future__ import annotations
@@ -22,40 +24,45 @@ class Positions(Protocol):
     async def positions(self, channels: Sequence[str]) -> list[Position]: ...
 
 
-# Bounds one pipeline: a turn with more reads than this sends several.
+# Bounds one batch: more reads waiting than this go in several, one after the other.
 MAX_BATCH = 500
 
 
 class PositionReads:
-    """``Backend.position`` for many callers at once; each gets its own channel's answer."""
+    """``Backend.position`` for many callers at once; each gets its own channel's answer. A batch
+    that Redis does not answer within ``timeout`` seconds fails with TimeoutError, so that a
+    hung Redis holds up no read asked for after it recovers."""
 
-    __slots__ = ("_backend", "_pending", "_running")
+    __slots__ = ("_backend", "_pending", "_sender", "_timeout")
 
-    def __init__(self, backend: Positions) -> None:
+    def __init__(self, backend: Positions, *, timeout: float) -> None:
         self._backend = backend
+        self._timeout = timeout
         self._pending: list[tuple[str, asyncio.Future[Position]]] = []
-        self._running: set[asyncio.Task[None]] = set()  # held, so that none is collected
+        self._sender: asyncio.Task[None] | None = None  # sends batches while reads wait
 
     def read(self, channel: str) -> asyncio.Future[Position]:
-        """The position of ``channel``, read with every other read asked for in this turn."""
+        """The position of ``channel``, read with every other read waiting for the next batch."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Position] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._send)
         self._pending.append((channel, future))
+        if self._sender is None:
+            self._sender = loop.create_task(self._send())
         return future
 
-    def _send(self) -> None:
-        pending, self._pending = self._pending, []
-        loop = asyncio.get_running_loop()
-        for start in range(0, len(pending), MAX_BATCH):
-            task = loop.create_task(self._read(pending[start : start + MAX_BATCH]))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+    async def _send(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                await self._read(batch)
+        finally:
+            self._sender = None
 
     async def _read(self, batch: list[tuple[str, asyncio.Future[Position]]]) -> None:
         try:
-            positions = await self._backend.positions([channel for channel, _ in batch])
+            async with asyncio.timeout(self._timeout):
+                positions = await self._backend.positions([channel for channel, _ in batch])
         except Exception as exc:  # every caller gets it, as from its own call
             for _, future in batch:
                 if not future.done():  # a caller that gave up (a timeout) cancelled its own

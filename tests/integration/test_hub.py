@@ -274,7 +274,7 @@ async def test_a_subscribe_whose_position_read_hangs_is_unavailable_and_leaves_n
     subscriber and no channel for it."""
     with RedisServer() as stalled:
         client = aioredis.Redis.from_url(stalled.url)
-        reads = PositionReads(Backend(client, jobs=POLICY))
+        reads = PositionReads(Backend(client, jobs=POLICY), timeout=5.0)
         assert stalled.process is not None
         stalled.process.send_signal(signal.SIGSTOP)
         try:

@@ -1,10 +1,12 @@
 """Batched channel position reads (gateway/delivery/positions.py) against a real Redis: each caller
-gets its own channel's answer, in one pipeline per loop turn; a failure reaches every caller of
-its batch, and a caller that gave up does not disturb the others."""
+gets its own channel's answer; the reads asked for while a batch is in flight go in the next
+one; a failure reaches every caller of its batch, a caller that gave up does not disturb the
+others, and a Redis that hangs holds up no read once it answers again."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,6 +20,7 @@ from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.redis_server import RedisServer
 
 POLICY = HistoryPolicy(size=10, ttl=60)
+TIMEOUT = 5.0
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ async def test_each_read_gets_its_own_channels_position(backend: Backend) -> Non
     for n, channel in enumerate(channels[:5]):
         for i in range(n + 1):
             await backend.publish(channel, {"i": i}, POLICY)
-    reads = PositionReads(backend)
+    reads = PositionReads(backend, timeout=TIMEOUT)
     batched = await asyncio.gather(*(reads.read(c) for c in channels))
     one_by_one = [await backend.position(c) for c in channels]
     assert batched == one_by_one
@@ -54,7 +57,7 @@ async def test_a_turn_with_more_reads_than_a_batch_sends_several(
     monkeypatch.setattr(backend, "positions", counting)
     channel = f"chat:pos-{uuid.uuid4().hex}"
     await backend.publish(channel, {}, POLICY)
-    reads = PositionReads(backend)
+    reads = PositionReads(backend, timeout=TIMEOUT)
     answers = await asyncio.gather(*(reads.read(channel) for _ in range(8)))
     assert sent == [3, 3, 2]
     assert len(set(answers)) == 1
@@ -63,7 +66,7 @@ async def test_a_turn_with_more_reads_than_a_batch_sends_several(
 async def test_a_failure_reaches_every_caller_and_a_cancelled_one_is_skipped() -> None:
     gone = RedisServer().start()
     client = aioredis.Redis.from_url(gone.url)
-    reads = PositionReads(Backend(client, jobs=POLICY))
+    reads = PositionReads(Backend(client, jobs=POLICY), timeout=TIMEOUT)
     gone.stop()  # nothing listens there now
     try:
         first, second, abandoned = (reads.read(f"chat:x{i}") for i in range(3))
@@ -96,3 +99,44 @@ async def test_a_batch_is_one_script_call_and_survives_a_script_flush(
     assert "cmdstat_script|exists" not in stats
     assert stats["cmdstat_script|load"]["calls"] == 1
     assert stats["cmdstat_evalsha"]["calls"] == 3  # the refused one, its retry, the second
+
+
+async def test_reads_asked_for_while_a_batch_is_in_flight_go_in_the_next(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int] = []
+    real = backend.positions
+
+    async def counting(channels: list[str]) -> list[tuple[str, str]]:
+        sent.append(len(channels))
+        return await real(channels)
+
+    monkeypatch.setattr(backend, "positions", counting)
+    reads = PositionReads(backend, timeout=TIMEOUT)
+    first = reads.read("chat:first")
+    await asyncio.sleep(0)  # the first batch is on its way to Redis
+    later = [reads.read(f"chat:later{i}") for i in range(6)]
+    await asyncio.gather(first, *later)
+    assert sent == [1, 6]
+
+
+async def test_a_hung_redis_fails_its_batch_and_holds_up_no_later_read() -> None:
+    """Redis stopped (SIGSTOP) while a batch waits: that batch fails after the timeout, and
+    once Redis answers again a new read is answered (nothing waits behind the hung one)."""
+    with RedisServer() as stalled:
+        client = aioredis.Redis.from_url(stalled.url)
+        reads = PositionReads(Backend(client, jobs=POLICY), timeout=1.0)
+        assert stalled.process is not None
+        try:
+            stalled.process.send_signal(signal.SIGSTOP)
+            hung = reads.read("chat:hung")
+            await asyncio.sleep(0)  # its batch is on its way to Redis
+            queued = reads.read("chat:queued")  # waits for the next batch, behind the hung one
+            with pytest.raises(TimeoutError):
+                await hung
+            stalled.process.send_signal(signal.SIGCONT)
+            assert await asyncio.wait_for(queued, TIMEOUT) == ("", "")
+            assert await asyncio.wait_for(reads.read("chat:after"), TIMEOUT) == ("", "")
+        finally:
+            stalled.process.send_signal(signal.SIGCONT)
+            await client.aclose()
