@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ class Options:
     idle_clients: int = 2000
     idle_settle_s: float = 3.0
     # connect-storm
-    storm_clients: int = 5000
+    storm_clients: list[int] = field(default_factory=lambda: [5000, 20000])
     storm_concurrency: int = 500
     # cost-curves
     curve_points: list[int] = field(default_factory=lambda: [2000, 5000, 10000, 20000])
@@ -333,3 +334,20 @@ def foreign_note(
         row["notes"].append(
             f"other processes used {foreign_pct:.0f}% of a core during {label}: noisy numbers"
         )
+
+
+# Descriptors a server needs beside its clients' (Redis, listeners, logs, imports: a gateway
+# holds about 30).
+FD_HEADROOM = 150
+
+
+def fd_capped(wanted: list[int], notes: list[str]) -> list[int]:
+    """``wanted`` client counts, those above what one process's file-descriptor limit allows
+    lowered to it (with a note)."""
+    cap = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_HEADROOM
+    counts = sorted({min(n, cap) for n in wanted})
+    if max(wanted) > cap:
+        notes.append(
+            f"counts above {cap:,} lowered to it: the file-descriptor limit allows no more"
+        )
+    return counts

@@ -15,6 +15,7 @@ from bench.workloads.common import (
     Context,
     PublisherPlan,
     delivery_phase,
+    fd_capped,
     foreign_note,
 )
 
@@ -131,7 +132,7 @@ async def idle_memory(ctx: Context) -> Table:
     return Table("idle-memory", title, columns, rows)
 
 
-async def _storm_row(ctx: Context, system: str) -> dict[str, Any]:
+async def _storm_row(ctx: Context, system: str, clients: int) -> dict[str, Any]:
     o = ctx.options
     async with systems.running(system, ctx.children) as server:
         loadgen = await LoadGen(ctx.children, o.loadgen_procs).start()
@@ -145,7 +146,7 @@ async def _storm_row(ctx: Context, system: str) -> dict[str, Any]:
             result = await loadgen.connect(
                 server.ws_url,
                 system,
-                o.storm_clients,
+                clients,
                 channel={"mode": "own", "prefix": "bench:storm"},
                 concurrency=o.storm_concurrency,
             )
@@ -164,7 +165,7 @@ async def _storm_row(ctx: Context, system: str) -> dict[str, Any]:
     row = {
         "system": system,
         "system_label": systems.LABELS[system],
-        "clients": o.storm_clients,
+        "clients": clients,
         "connected": result.connected,
         "failed": result.failed,
         "conn_per_s": result.rate,
@@ -183,25 +184,29 @@ async def _storm_row(ctx: Context, system: str) -> dict[str, Any]:
 
 
 async def connect_storm(ctx: Context) -> Table:
+    """One storm per size and system, each on a fresh server."""
     o = ctx.options
+    notes: list[str] = []
     rows = []
-    for system in o.systems:
-        ctx.say(
-            f"connect-storm: {system}, {o.storm_clients} clients, {o.storm_concurrency} in flight"
+    for clients in fd_capped(o.storm_clients, notes):
+        for system in o.systems:
+            ctx.say(f"connect-storm: {system}, {clients} clients, {o.storm_concurrency} in flight")
+            row = await _storm_row(ctx, system, clients)
+            ctx.say(f"  {row['connected']:,} subscribed at {row['conn_per_s']:,.0f}/s")
+            rows.append(row)
+    for key, label, higher in (("conn_per_s", "conn/s", True), ("cpu_ms_per_conn", "CPU", False)):
+        compare(
+            rows,
+            key=key,
+            label=label,
+            higher_is_better=higher,
+            is_subject=_is_pushgate,
+            is_peer=_is_peer,
+            same_group=lambda a, b: a["clients"] == b["clients"],
         )
-        row = await _storm_row(ctx, system)
-        ctx.say(f"  {row['connected']:,} subscribed at {row['conn_per_s']:,.0f}/s")
-        rows.append(row)
-    compare(
-        rows,
-        key="conn_per_s",
-        label="conn/s",
-        higher_is_better=True,
-        is_subject=_is_pushgate,
-        is_peer=_is_peer,
-    )
     columns = [
         Column("system_label", "system"),
+        Column("clients", "clients"),
         Column("connected", "connected"),
         Column("failed", "failed"),
         Column("conn_per_s", "conn/s"),
@@ -217,8 +222,7 @@ async def connect_storm(ctx: Context) -> Table:
         Column("vs_peer", "vs best peer"),
     ]
     title = (
-        f"connect-storm: {o.storm_clients:,} clients connecting and subscribing (each to its own "
-        "channel), "
+        "connect-storm: clients connecting and subscribing (each to its own channel), "
         f"{o.storm_concurrency} handshakes in flight; latency = connect to subscribed"
     )
-    return Table("connect-storm", title, columns, rows)
+    return Table("connect-storm", title, columns, rows, notes)

@@ -10,30 +10,17 @@ Points above what the file-descriptor limit allows are lowered to it, with a not
 from __future__ import annotations
 
 import asyncio
-import resource
 from typing import Any
 
 from bench import systems
 from bench.loadgen import LoadGen
 from bench.procs import CpuMeter, memory_kb
 from bench.report import Column, Table
-from bench.workloads.common import Context, PublisherPlan, delivery_phase
+from bench.workloads.common import Context, PublisherPlan, delivery_phase, fd_capped
 
 PREFIX = "bench:curve"
 WARM_UP_CLIENTS = 50
-# Descriptors a server needs beside its clients' (Redis, listeners, logs, imports).
-FD_HEADROOM = 500
 SETTLE_S = 1.0
-
-
-def _points(wanted: list[int], notes: list[str]) -> list[int]:
-    cap = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_HEADROOM
-    points = sorted({min(p, cap) for p in wanted})
-    if max(wanted) > cap:
-        notes.append(
-            f"points above {cap:,} lowered to it: the file-descriptor limit allows no more"
-        )
-    return points
 
 
 async def _rows(ctx: Context, system: str, points: list[int], deliver: set[int]) -> list[Any]:
@@ -115,8 +102,8 @@ async def _deliver(
 async def cost_curves(ctx: Context) -> Table:
     o = ctx.options
     notes: list[str] = []
-    points = _points(o.curve_points, notes)
-    deliver = set(_points(o.curve_delivery_points, []))
+    points = fd_capped(o.curve_points, notes)
+    deliver = set(fd_capped(o.curve_delivery_points, []))
     rows = []
     for system in o.systems:
         if system == systems.BROADCASTER:
