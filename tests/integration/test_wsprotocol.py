@@ -12,9 +12,11 @@ import datetime
 import email.utils
 import gc
 import json
+import socket
 import struct
 import threading
 import time
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -455,6 +457,78 @@ def test_a_closed_ws_connection_leaves_nothing_for_the_cyclic_gc(redis_server: R
         gc.set_debug(0)
         gc.garbage.clear()
     assert found == set()
+
+
+def test_closed_sse_streams_and_job_sockets_leave_nothing_for_the_cyclic_gc(
+    redis_server: RedisServer,
+) -> None:
+    """gateway/server.py's GC thresholds count on it: a live ``GET /sse`` stream the client
+    left (found idle, or by a publication written after it left) and a ``/ws/jobs`` socket
+    the client closed while the gateway waited for its job are freed by refcounting, not left
+    in reference cycles. (A stream left during its first history read is cancelled inside
+    redis-py and leaves one: README, "Connection cost".)"""
+    env = {
+        "PUSHGATE_REDIS_URL": redis_db(redis_server, 8),
+        "PUSHGATE_AUTH_DISABLED": "true",
+        "PUSHGATE_NAMESPACES": json.dumps({"news": {"publish": True}}),
+    }
+    app = create_app(Settings.from_env(env), Connections(100))
+    with serve("lean", app, lifespan="on") as (port, _, server):
+        _live_sse(port, "news:warm").close()  # start-up's own garbage (logging, scripts)
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what any collection finds stays in gc.garbage
+        try:
+            left = [_live_sse(port, f"news:gone{number}") for number in range(3)]
+            for sock in left:
+                sock.close()
+            for number in range(3):  # found by the write
+                _publish(port, f"news:gone{number}")
+            for number in range(3):
+                _live_sse(port, f"news:idle{number}").close()  # found idle
+                with connect(f"ws://127.0.0.1:{port}/ws/jobs/unknown{number}"):
+                    pass  # closed by the client while the gateway waits for the job
+            for _ in range(int(START_TIMEOUT / 0.02)):
+                if not server.server_state.connections and not server.server_state.tasks:
+                    break
+                threading.Event().wait(0.02)
+            gc.collect()
+            found = {type(thing).__name__ for thing in gc.garbage if _served(thing)}
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert found == set()
+
+
+def _live_sse(port: int, channel: str) -> socket.socket:
+    """A ``GET /sse`` stream past its first history read: it got a publication."""
+    sock = raw_connect(port)
+    sock.sendall(f"GET /sse?channel={channel} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"retry:" not in data:
+        data += sock.recv(4096)
+    _publish(port, channel)
+    while b"id:" not in data:
+        data += sock.recv(4096)
+    return sock
+
+
+# Modules of a stream's or socket's serving side. (redis-py leaves a cycle of its own when it
+# opens a connection to a Redis older than 7.2: CLIENT SETINFO's ResponseError, with its frames.)
+_SERVING = ("gateway", "pushgate", "starlette", "anyio", "uvicorn", "asyncio", "websockets")
+
+
+def _served(thing: object) -> bool:
+    module = getattr(type(thing), "__module__", "") or ""
+    if isinstance(thing, types.FrameType):
+        module = thing.f_globals.get("__name__", "")
+    return module.startswith(_SERVING) and not module.startswith("websockets.sync")
+
+
+def _publish(port: int, channel: str) -> None:
+    path = f"/channels/{channel}/publications".encode()
+    json_body = [(b"Content-Type", b"application/json")]
+    answer = exchange(port, request(b"POST", path, json_body, b'{"data":"x"}'))
+    assert answer.status == 200, answer.body
 
 
 def _of(server: uvicorn.Server, thing: object) -> bool:
