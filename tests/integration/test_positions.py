@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.delivery import positions
 from gateway.delivery.positions import PositionReads
+from pushgate.broker import store
 from pushgate.broker.store import Backend, HistoryPolicy
 from pushgate.cli.redis_server import RedisServer
 
@@ -140,3 +141,23 @@ async def test_a_hung_redis_fails_its_batch_and_holds_up_no_later_read() -> None
         finally:
             stalled.process.send_signal(signal.SIGCONT)
             await client.aclose()
+
+
+async def test_many_channels_are_read_in_bounded_script_calls(
+    backend: Backend, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway's position check reads every live channel: Redis runs a script to its end, so
+    no call reads more than POSITIONS_CHUNK channels."""
+    monkeypatch.setattr(store, "POSITIONS_CHUNK", 4)
+    channels = [f"chat:pos-{uuid.uuid4().hex}" for _ in range(10)]
+    for channel in channels[::3]:
+        await backend.publish(channel, {"x": 1}, POLICY)
+    one_by_one = [await backend.position(c) for c in channels]
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await admin.config_resetstat()
+        assert await backend.positions(channels) == one_by_one
+        stats = await admin.info("commandstats")
+    finally:
+        await admin.aclose()
+    assert stats["cmdstat_evalsha"]["calls"] == 3  # 4 + 4 + 2 channels
