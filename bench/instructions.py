@@ -65,7 +65,7 @@ async def _storm(url: str, prefix: str, count: int, in_flight: int) -> list[Clie
 
 async def _control(pid: int, *args: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        "callgrind_control", *args, str(pid), stdout=subprocess.DEVNULL
+        "callgrind_control", *args, str(pid), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     if await process.wait() != 0:
         raise RuntimeError(f"callgrind_control {' '.join(args)} failed")
