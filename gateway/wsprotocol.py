@@ -31,6 +31,7 @@ from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Message
 from uvicorn.config import Config
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import ClientDisconnected, get_local_addr, get_remote_addr, is_ssl
 from uvicorn.server import ServerState
@@ -140,9 +141,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             extensions=shared.extensions, max_size=shared.max_size, logger=shared.frames_log
         )
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        # Until the app answers the handshake: the 101 it may add headers to, the path (for the
-        # access log) and the state the scope copies. All dropped then.
-        # websockets' handshake answers (Sec-WebSocket-Accept, -Extensions, -Protocol).
+        # Until the app answers the handshake: websockets' answers the 101 is built from
+        # (Sec-WebSocket-Accept, -Extensions, -Protocol), the path (for the access log) and the
+        # state the scope copies. All dropped then.
         self._response: tuple[str, str | None, str | None] | None = None
         self._path = ""
         self._state = app_state
@@ -243,10 +244,11 @@ class LeanWebSocketProtocol(asyncio.Protocol):
 
     def upgrade(self, http: dict[str, Any], target: bytes) -> None:
         """The handshake request as uvicorn's HTTP protocol parsed it (``LeanHttpProtocol``;
-        ``http`` is its scope, ``target`` the request's): websockets validates it (``accept``)
-        without parsing it a second time from the bytes uvicorn would write back out (a tenth
-        of a connection's CPU), and the scope takes what uvicorn's already holds. A request
-        that websockets' parser itself refuses (a body) takes that route, to be refused there."""
+        ``http`` is its scope, ``target`` the request's): websockets validates it
+        (``process_request``) without parsing it a second time from the bytes uvicorn would
+        write back out (a tenth of a connection's CPU), and the scope takes what uvicorn's
+        already holds. A request that websockets' parser itself refuses (a body) takes that
+        route, to be refused there."""
         method = http["method"].encode()
         headers: list[tuple[bytes, bytes]] = list(http["headers"])  # names in lower case
         if any(name in _BODY_HEADERS for name, _ in headers):
@@ -622,6 +624,9 @@ class LeanHttpProtocol(HttpToolsProtocol):
         if self.ws_protocol_class is not LeanWebSocketProtocol:
             super().handle_websocket_upgrade()
             return
+        if self.logger.level <= TRACE_LOG_LEVEL:  # as uvicorn's own upgrade logs it
+            prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+            self.logger.log(TRACE_LOG_LEVEL, "%sUpgrading to WebSocket", prefix)
         self.connections.discard(self)
         protocol = LeanWebSocketProtocol(
             config=self.config, server_state=self.server_state, app_state=self.app_state
