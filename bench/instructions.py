@@ -18,21 +18,17 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.procs import VENV_BIN
+from bench.procs import VENV_BIN, Children, wait_http_ok
 from bench.systems import pushgate_env
 from pushgate.cli.processes import free_port
-from pushgate.cli.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 300.0  # seconds: a gateway starts slowly under valgrind
@@ -80,9 +76,13 @@ def _total(out: Path) -> int:
     raise RuntimeError(f"no summary in {dumps[-1]}")
 
 
-def _measure(argv: Sequence[str], args: argparse.Namespace, out: Path) -> float:
-    port = free_port()
-    with RedisServer() as redis:
+async def _measure(name: str, argv: Sequence[str], args: argparse.Namespace, out: Path) -> float:
+    """Start the server under callgrind on a Redis of its own, warm up, then count
+    ``args.clients`` connections' instructions; both processes stopped on the way out."""
+    children = Children(out)  # the server's log goes beside callgrind's dumps
+    try:
+        redis = children.start_redis()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHGATE_")}
         env |= pushgate_env(redis.url) | {"PYTHONHASHSEED": "0"}
         command = [
@@ -90,45 +90,19 @@ def _measure(argv: Sequence[str], args: argparse.Namespace, out: Path) -> float:
             f"--callgrind-out-file={out}/cg.%p", str(VENV_BIN / "python"), *argv,
             "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
-        server = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
-        try:
-            asyncio.run(_drive(server, port, args))
-            return _total(out) / int(args.clients)
-        finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
-async def _drive(server: subprocess.Popen[bytes], port: int, args: argparse.Namespace) -> None:
-    """Warm up, then count ``args.clients`` connections' instructions."""
-    await _wait_ready(f"http://127.0.0.1:{port}/readyz", server)
-    url = f"ws://127.0.0.1:{port}/ws"
-    warm = await _storm(url, "warm", args.warm_up, args.in_flight)
-    await _control(server.pid, "--instr=on")
-    await _control(server.pid, "--zero")
-    measured = await _storm(url, "cg", args.clients, args.in_flight)
-    await _control(server.pid, "--dump")
-    for ws in warm + measured:
-        await ws.close()
-
-
-async def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError(f"the server exited with {server.returncode}")
-            try:
-                if (await http.get(url)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.5)
-    raise RuntimeError(f"{url} not ready within {START_TIMEOUT:.0f} s")
+        server = await children.start(name.split()[0], command, env=env, cwd=REPO)
+        await wait_http_ok(f"http://127.0.0.1:{port}/readyz", server, within_s=START_TIMEOUT)
+        url = f"ws://127.0.0.1:{port}/ws"
+        warm = await _storm(url, "warm", args.warm_up, args.in_flight)
+        await _control(server.pid, "--instr=on")
+        await _control(server.pid, "--zero")
+        measured = await _storm(url, "cg", args.clients, args.in_flight)
+        await _control(server.pid, "--dump")
+        for ws in warm + measured:
+            await ws.close()
+        return _total(out) / int(args.clients)
+    finally:
+        await children.stop_all()
 
 
 def main() -> None:
@@ -144,7 +118,7 @@ def main() -> None:
     for name, argv in SERVERS.items():
         with tempfile.TemporaryDirectory(prefix="pushgate-callgrind-") as out:
             print(f"{name}: {args.clients} clients, {args.in_flight} in flight", file=sys.stderr)
-            rows.append((name, _measure(argv, args, Path(out))))
+            rows.append((name, asyncio.run(_measure(name, argv, args, Path(out)))))
     baseline = rows[-1][1]
     print(f"\n{'server':<26} {'M instructions/conn':>20} {'vs uvicorn':>11}")
     for name, per_connection in rows:

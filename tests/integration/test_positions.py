@@ -31,6 +31,20 @@ async def backend(redis_server: RedisServer) -> AsyncIterator[Backend]:
     await client.aclose()
 
 
+def batch_sizes(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of channels of each ``positions`` call ``backend`` gets from here on (the
+    calls still go to Redis)."""
+    sent: list[int] = []
+    real = backend.positions
+
+    async def counting(channels: list[str]) -> list[tuple[str, str]]:
+        sent.append(len(channels))
+        return await real(channels)
+
+    monkeypatch.setattr(backend, "positions", counting)
+    return sent
+
+
 async def test_each_read_gets_its_own_channels_position(backend: Backend) -> None:
     channels = [f"chat:pos-{uuid.uuid4().hex}" for _ in range(7)]
     for n, channel in enumerate(channels[:5]):
@@ -48,14 +62,7 @@ async def test_a_turn_with_more_reads_than_a_batch_sends_several(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(positions, "MAX_BATCH", 3)
-    sent: list[int] = []
-    real = backend.positions
-
-    async def counting(channels: list[str]) -> list[tuple[str, str]]:
-        sent.append(len(channels))
-        return await real(channels)
-
-    monkeypatch.setattr(backend, "positions", counting)
+    sent = batch_sizes(backend, monkeypatch)
     channel = f"chat:pos-{uuid.uuid4().hex}"
     await backend.publish(channel, {}, POLICY)
     reads = PositionReads(backend, timeout=TIMEOUT)
@@ -105,14 +112,7 @@ async def test_a_batch_is_one_script_call_and_survives_a_script_flush(
 async def test_reads_asked_for_while_a_batch_is_in_flight_go_in_the_next(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent: list[int] = []
-    real = backend.positions
-
-    async def counting(channels: list[str]) -> list[tuple[str, str]]:
-        sent.append(len(channels))
-        return await real(channels)
-
-    monkeypatch.setattr(backend, "positions", counting)
+    sent = batch_sizes(backend, monkeypatch)
     reads = PositionReads(backend, timeout=TIMEOUT)
     first = reads.read("chat:first")
     await asyncio.sleep(0)  # the first batch is on its way to Redis
