@@ -55,7 +55,7 @@ async def authorize_read(
     if token is not None:
         token_channel = svc.auth.subscribe_token_channel(token)
     job = None
-    if namespace.name == JOB_NAMESPACE:
+    if reads_redis(channel):
         job = await svc.backend.get_job(channel.name)
     allowed = may_subscribe(
         namespace,

@@ -34,13 +34,13 @@ async def limit_publish(svc: Services, api_key: str | None, scope: Scope) -> Non
 
 async def limit_connection(svc: Services, scope: Scope) -> None:
     """One new WebSocket or SSE stream, on the client address's budget."""
-    await svc.rates.connect.take(client_address(scope))
+    bucket = svc.rates.connect
+    if bucket.limits:  # else no address to work out: a connect storm pays for every one
+        await bucket.take(client_address(scope))
 
 
 async def admit_socket(websocket: WebSocket, svc: Services) -> bool:
     """``limit_connection`` for an accepted socket: over the budget, it is closed with 4429."""
-    if not svc.rates.connect.limits:  # no address to work out, no coroutine to run
-        return True
     try:
         await limit_connection(svc, websocket.scope)
     except RateLimitedError as exc:

@@ -146,6 +146,14 @@ class _ClusterScript(AsyncScript):
             return result
 
 
+def _by_slot(channels: Iterable[str]) -> dict[int, list[int]]:
+    """The places of ``channels``, grouped by their slot (in order within each)."""
+    by_slot: dict[int, list[int]] = {}
+    for index, channel in enumerate(channels):
+        by_slot.setdefault(key_slot(redis_channel(channel)), []).append(index)
+    return by_slot
+
+
 def _entry(raw: list[Any]) -> Entry:
     """A stream entry as Lua returns it ({id, {field, value, ...}}) in redis-py's shape."""
     entry_id, flat = raw
@@ -194,9 +202,7 @@ class ClusterStore(Backend):
     ) -> list[tuple[str, str]]:
         """``publish`` for each (channel, data), in order per channel: one script call per slot
         and ``PUBLISH_MANY_CHUNK`` items, all in one pipeline."""
-        by_slot: dict[int, list[int]] = {}
-        for index, (channel, _) in enumerate(items):
-            by_slot.setdefault(key_slot(redis_channel(channel)), []).append(index)
+        by_slot = _by_slot(channel for channel, _ in items)
         groups: list[list[int]] = []
         calls: list[ScriptCall] = []
         for indexes in by_slot.values():
@@ -214,9 +220,7 @@ class ClusterStore(Backend):
 
     async def positions(self, channels: Sequence[str]) -> list[tuple[str, str]]:
         """``position`` of each channel: one script call per slot (a script's keys share one)."""
-        by_slot: dict[int, list[int]] = {}
-        for index, channel in enumerate(channels):
-            by_slot.setdefault(key_slot(redis_channel(channel)), []).append(index)
+        by_slot = _by_slot(channels)
         calls: list[ScriptCall] = [
             (position_keys([channels[index] for index in group]), []) for group in by_slot.values()
         ]
