@@ -250,7 +250,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         already holds. A request that websockets' parser itself refuses (a body) takes that
         route, to be refused there."""
         method = http["method"].encode()
-        headers: list[tuple[bytes, bytes]] = list(http["headers"])  # names in lower case
+        headers: list[tuple[bytes, bytes]] = http["headers"]  # uvicorn's list, names in lower case
         if any(name in _BODY_HEADERS for name, _ in headers):
             self.data_received(_request_bytes(method, target, headers))
             return
@@ -264,7 +264,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         conn.parser.close()
         conn.parser = Protocol.parse(conn)
         next(conn.parser)
-        self._handshake(request, {**http, "headers": headers})
+        self._handshake(request, http)
 
     def _handshake(self, request: Request, http: dict[str, Any] | None = None) -> None:
         conn = self.conn
